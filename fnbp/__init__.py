@@ -1,0 +1,86 @@
+"""fnbp: backpropagation by hand in numpy, done functionally.
+
+A network is an immutable record of parameters; ``forward`` and ``backward``
+are pure functions that *return* gradients; ``update`` folds them into a new
+record. Randomness flows from explicit keys.
+
+>>> import numpy as np, fnbp as fb
+>>> net = fb.Serial((fb.Dense.init(fb.random.key(0), 2, 1), fb.Sigmoid()))
+>>> x = np.array([[1.0, 1.0], [0.0, 1.0]])
+>>> loss, grads = fb.value_and_grad(net, fb.binary_cross_entropy, x, [[1.0], [0.0]])
+>>> net = fb.update(net, grads, learning_rate=0.1)
+"""
+
+from . import initializers, losses, random, testing, tree
+from .core import Layer, backward, dtype_of, forward, update, value_and_grad, vjp
+from .errors import DivergenceError, DTypeError, ShapeError, StructureError
+from .layers import (
+    Dense,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Serial,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    mlp,
+)
+from .losses import (
+    BinaryCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    binary_cross_entropy,
+    mse,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
+from .record import param, readonly, replace, static
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BinaryCrossEntropy",
+    "DTypeError",
+    "Dense",
+    "DivergenceError",
+    "Identity",
+    "Layer",
+    "LeakyReLU",
+    "LogSoftmax",
+    "Loss",
+    "MeanSquaredError",
+    "ReLU",
+    "Serial",
+    "ShapeError",
+    "Sigmoid",
+    "SigmoidBinaryCrossEntropy",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Softplus",
+    "StructureError",
+    "Tanh",
+    "backward",
+    "binary_cross_entropy",
+    "dtype_of",
+    "forward",
+    "initializers",
+    "losses",
+    "mlp",
+    "mse",
+    "param",
+    "random",
+    "readonly",
+    "replace",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "static",
+    "testing",
+    "tree",
+    "update",
+    "value_and_grad",
+    "vjp",
+]

@@ -1,0 +1,103 @@
+"""Serial: layers applied one after another, and the ``mlp`` helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import attrs
+import numpy as np
+from numpy.typing import DTypeLike
+
+from .. import random
+from ..core import Layer, LayerLike
+from ..errors import ShapeError
+from ..tree import _fields
+from .activations import Identity, ReLU
+from .dense import Dense
+
+
+def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
+    layers = tuple(layers)
+    for i, layer in enumerate(layers):
+        if not (hasattr(layer, "vjp") and hasattr(layer, "forward")) or isinstance(layer, type):
+            hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
+            raise TypeError(
+                f"Serial: layers[{i}] must be a layer with forward and vjp, got {layer!r}{hint}"
+            )
+    return layers
+
+
+def _has_params(layer: LayerLike) -> bool:
+    """Whether ``layer`` may hold parameters (any non-static field); cheap, cached per class."""
+    cls = type(layer)
+    return not attrs.has(cls) or bool(_fields(cls)[0])
+
+
+@attrs.frozen
+class Serial(Layer):
+    """Layers composed in order: ``y = f_n(... f_2(f_1(x)))``.
+
+    Its gradient record is a ``Serial`` of the layers' gradient records. The
+    backward pass runs the layers' pullbacks in reverse (the chain rule),
+    and asks a layer for its input gradient only when an earlier layer has
+    parameters that need it (or the caller asked for ``g_x``).
+    """
+
+    layers: tuple[LayerLike, ...] = attrs.field(converter=_as_layers)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Each layer's ``forward`` in turn."""
+        for i, layer in enumerate(self.layers):
+            try:
+                x = layer.forward(x)
+            except ShapeError as e:
+                raise e.within(f"layers[{i}]") from None
+        return x
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """One forward pass keeping each layer's pullback, then the chain rule backwards."""
+        pullbacks = []
+        for i, layer in enumerate(self.layers):
+            try:
+                x, pullback = layer.vjp(x, need_g_x)
+            except ShapeError as e:
+                raise e.within(f"layers[{i}]") from None
+            pullbacks.append(pullback)
+            need_g_x = need_g_x or _has_params(layer)
+
+        def pullback(g: np.ndarray) -> tuple[np.ndarray | None, Serial]:
+            grads = []
+            for pb in reversed(pullbacks):
+                g, g_layer = pb(g)
+                grads.append(g_layer)
+            grads.reverse()
+            return g, Serial(grads)
+
+        return x, pullback
+
+
+def mlp(
+    key: random.Key,
+    sizes: Sequence[int],
+    *,
+    hidden: LayerLike = ReLU(),
+    output: LayerLike = Identity(),
+    init: str | Callable = "glorot_uniform",
+    dtype: DTypeLike = np.float32,
+) -> Serial:
+    """A multilayer perceptron: ``Dense`` layers of the given ``sizes``.
+
+    ``mlp(key, [2, 8, 1], output=Sigmoid())`` is
+    ``Serial((Dense(2, 8), ReLU(), Dense(8, 1), Sigmoid()))``: ``hidden`` follows
+    every Dense but the last, ``output`` follows the last (``Identity()`` for
+    logits). Each Dense gets its own key split from ``key``.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
+    keys = random.split(key, len(sizes) - 1)
+    layers: list[LayerLike] = []
+    for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True):
+        layers += [Dense.init(k, n_in, n_out, init=init, dtype=dtype), hidden]
+    layers[-1] = output
+    return Serial(layers)
