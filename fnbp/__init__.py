@@ -11,7 +11,7 @@ record. Randomness flows from explicit keys.
 >>> net = fb.update(net, grads, learning_rate=0.1)
 """
 
-from . import initializers, losses, random, testing, tree
+from . import datasets, initializers, losses, random, testing, tree
 from .core import Layer, backward, dtype_of, forward, update, value_and_grad, vjp
 from .errors import DivergenceError, DTypeError, ShapeError, StructureError
 from .layers import (
@@ -38,11 +38,21 @@ from .losses import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
+from .metrics import accuracy, labels, probabilities
 from .record import param, readonly, replace, static
+from .train import History, batches, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
+    "accuracy",
+    "batches",
+    "evaluate",
+    "fit",
+    "labels",
+    "predict",
+    "probabilities",
     "BinaryCrossEntropy",
     "DTypeError",
     "Dense",
@@ -67,6 +77,7 @@ __all__ = [
     "binary_cross_entropy",
     "dtype_of",
     "forward",
+    "datasets",
     "initializers",
     "losses",
     "mlp",

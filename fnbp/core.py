@@ -127,6 +127,7 @@ def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:
         raise StructureError(f"params have shape {p.shape}, grads have shape {g.shape}")
     out = np.multiply(g, -learning_rate, dtype=p.dtype)
     out += p
+    out.flags.writeable = False  # ours alone: the record can keep it without a view
     return out
 
 

@@ -41,6 +41,22 @@ def _prediction(pred: object) -> np.ndarray:
     return pred
 
 
+_EPS: dict[np.dtype, float] = {}
+
+
+def _eps(dtype: np.dtype) -> float:
+    """Machine epsilon of a float dtype as a Python float (cached: finfo is slow)."""
+    eps = _EPS.get(dtype)
+    if eps is None:
+        eps = _EPS[dtype] = float(np.finfo(dtype).eps)
+    return eps
+
+
+def _mean(a: np.ndarray) -> np.floating:
+    """Mean of all elements in ``a``'s dtype, without ``ndarray.mean``'s overhead."""
+    return np.add.reduce(a, axis=None) / a.size
+
+
 class Loss:
     """A loss: ``loss(pred, target)`` is its value; ``value_and_grad`` adds ``dL/dpred``."""
 
@@ -83,11 +99,16 @@ class BinaryCrossEntropy(Loss):
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         p, y = self._same_shape(pred, target)
-        eps = float(np.finfo(p.dtype).eps)
-        p = np.clip(p, eps, 1.0 - eps)
+        eps = _eps(p.dtype)
+        p = np.maximum(p, eps)
+        np.minimum(p, 1.0 - eps, out=p)
         q = np.subtract(1.0, p, dtype=p.dtype)
         log_q = np.log(q)
-        value = -(y * (np.log(p) - log_q) + log_q).mean()
+        terms = np.log(p)
+        terms -= log_q
+        terms *= y
+        terms += log_q
+        value = -_mean(terms)
         g = np.subtract(p, y)
         q *= p
         q *= p.size
@@ -108,7 +129,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         z, y = self._same_shape(pred, target)
-        value = (np.logaddexp(0.0, z, dtype=z.dtype) - y * z).mean()
+        value = _mean(np.logaddexp(0.0, z, dtype=z.dtype) - y * z)
         g = np.multiply(z, 0.5)
         np.tanh(g, out=g)
         g += 1.0

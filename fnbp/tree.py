@@ -37,7 +37,23 @@ __all__ = [
     "assert_same_structure",
 ]
 
+_LEAF, _SEQ, _DICT, _RECORD, _NONE = range(5)
+_KINDS: dict[type, int] = {
+    np.ndarray: _LEAF,
+    tuple: _SEQ,
+    list: _SEQ,
+    dict: _DICT,
+    type(None): _NONE,
+}
 _FIELDS: dict[type, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {}
+
+
+def _kind(cls: type) -> int:
+    """What a value of class ``cls`` is to a tree: leaf, sequence, dict, record, None."""
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = _RECORD if attrs.has(cls) else _LEAF
+    return kind
 
 
 def _fields(cls: type) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
@@ -52,11 +68,11 @@ def _fields(cls: type) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, st
     return spec
 
 
-def _is_record(t: Any) -> bool:
-    return attrs.has(type(t))
+def _is_node(t: Any) -> bool:
+    return _kind(type(t)) != _LEAF
 
 
-def _check_same_node(t: Any, others: tuple) -> None:
+def _check_same_node(t: Any, others: tuple, kind: int) -> None:
     """Raise StructureError if any of ``others`` is not the same kind of node as ``t``."""
     cls = type(t)
     for o in others:
@@ -64,13 +80,13 @@ def _check_same_node(t: Any, others: tuple) -> None:
             raise StructureError(
                 f"{cls.__name__} here in one tree, {type(o).__name__} in the other"
             )
-        if cls is tuple or cls is list:
+        if kind == _SEQ:
             if len(o) != len(t):
                 raise StructureError(f"{cls.__name__} of length {len(t)} vs {len(o)}")
-        elif cls is dict:
+        elif kind == _DICT:
             if o.keys() != t.keys():
                 raise StructureError(f"dict keys {sorted(t)} vs {sorted(o)}")
-        else:
+        elif kind == _RECORD:
             for name, _ in _fields(cls)[1]:
                 if getattr(t, name) != getattr(o, name):
                     raise StructureError(
@@ -78,49 +94,65 @@ def _check_same_node(t: Any, others: tuple) -> None:
                     )
 
 
-def _is_node(t: Any) -> bool:
-    cls = type(t)
-    return cls is tuple or cls is list or cls is dict or t is None or attrs.has(cls)
-
-
 def _map(f: Callable, t: Any, others: tuple) -> Any:
+    """The engine of :func:`map`: kept free of comprehensions, it is on every training step."""
     cls = type(t)
-    if not (cls is tuple or cls is list or cls is dict or t is None or attrs.has(cls)):
-        if others and builtins.any(_is_node(o) for o in others):
-            raise StructureError(
-                f"a leaf here in one tree, a {type(others[0]).__name__} in the other"
-            )
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _kind(cls)
+    if kind == _LEAF:
+        for o in others:
+            if _kind(type(o)) != _LEAF:
+                raise StructureError(f"a leaf here in one tree, a {type(o).__name__} in the other")
         return f(t, *others)
     if others:
-        _check_same_node(t, others)
-    if t is None:
-        return None
-    if cls is tuple or cls is list:
+        _check_same_node(t, others, kind)
+    if kind == _RECORD:
+        dynamic, static = _FIELDS.get(cls) or _fields(cls)
+        if not dynamic:
+            return t
+        kwargs = {}
+        for name, alias in static:
+            kwargs[alias] = getattr(t, name)
+        for name, alias in dynamic:
+            try:
+                kwargs[alias] = _map(f, getattr(t, name), _getattrs(others, name))
+            except StructureError as e:
+                raise e.within(name) from None
+        return cls(**kwargs)
+    if kind == _SEQ:
         out = []
         for i, x in enumerate(t):
             try:
-                out.append(_map(f, x, tuple(o[i] for o in others)))
+                out.append(_map(f, x, _getitems(others, i)))
             except StructureError as e:
                 raise e.within(f"[{i}]") from None
-        return cls(out)
-    if cls is dict:
+        return out if cls is list else tuple(out)
+    if kind == _DICT:
         out = {}
         for k, x in t.items():
             try:
-                out[k] = _map(f, x, tuple(o[k] for o in others))
+                out[k] = _map(f, x, _getitems(others, k))
             except StructureError as e:
                 raise e.within(f"[{k!r}]") from None
         return out
-    dynamic, static = _fields(cls)
-    if not dynamic:
-        return t
-    kwargs = {alias: getattr(t, name) for name, alias in static}
-    for name, alias in dynamic:
-        try:
-            kwargs[alias] = _map(f, getattr(t, name), tuple(getattr(o, name) for o in others))
-        except StructureError as e:
-            raise e.within(name) from None
-    return cls(**kwargs)
+    return None
+
+
+def _getattrs(others: tuple, name: str) -> tuple:
+    if not others:
+        return ()
+    if len(others) == 1:
+        return (getattr(others[0], name),)
+    return tuple([getattr(o, name) for o in others])
+
+
+def _getitems(others: tuple, index: Any) -> tuple:
+    if not others:
+        return ()
+    if len(others) == 1:
+        return (others[0][index],)
+    return tuple([o[index] for o in others])
 
 
 def map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
@@ -133,20 +165,18 @@ def map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
 
 
 def _walk(t: Any, path: str) -> Iterator[tuple[str, Any]]:
-    cls = type(t)
-    if t is None:
-        return
-    if cls is tuple or cls is list:
+    kind = _kind(type(t))
+    if kind == _LEAF:
+        yield path, t
+    elif kind == _SEQ:
         for i, x in enumerate(t):
             yield from _walk(x, f"{path}[{i}]")
-    elif cls is dict:
+    elif kind == _DICT:
         for k, x in t.items():
             yield from _walk(x, f"{path}[{k!r}]")
-    elif attrs.has(cls):
-        for name, _ in _fields(cls)[0]:
+    elif kind == _RECORD:
+        for name, _ in _fields(type(t))[0]:
             yield from _walk(getattr(t, name), f"{path}.{name}" if path else name)
-    else:
-        yield path, t
 
 
 def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
@@ -180,12 +210,13 @@ def _pairs(a: Any, b: Any) -> Iterator[tuple[Any, Any]]:
             raise StructureError(f"a leaf here in one tree, a {type(b).__name__} in the other")
         yield a, b
         return
-    _check_same_node(a, (b,))
-    if a is None:
+    kind = _kind(type(a))
+    _check_same_node(a, (b,), kind)
+    if kind == _NONE:
         return
-    if type(a) is dict:
+    if kind == _DICT:
         items = [(f"[{k!r}]", a[k], b[k]) for k in a]
-    elif type(a) is tuple or type(a) is list:
+    elif kind == _SEQ:
         items = [(f"[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b, strict=False))]
     else:
         items = [(name, getattr(a, name), getattr(b, name)) for name, _ in _fields(type(a))[0]]

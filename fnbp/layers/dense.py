@@ -84,6 +84,6 @@ class Dense(Layer):
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dense]:
             g_x = g_y @ self.W.T if need_g_x else None
-            return g_x, Dense(x.T @ g_y, g_y.sum(axis=0))
+            return g_x, Dense(x.T @ g_y, np.add.reduce(g_y, axis=0))
 
         return y, pullback

@@ -45,6 +45,13 @@ class Serial(Layer):
 
     layers: tuple[LayerLike, ...] = attrs.field(converter=_as_layers)
 
+    @classmethod
+    def _of(cls, layers: tuple[LayerLike, ...]) -> Serial:
+        """A Serial of already-checked layers (gradient records), skipping validation."""
+        record = object.__new__(cls)
+        object.__setattr__(record, "layers", layers)
+        return record
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Each layer's ``forward`` in turn."""
         for i, layer in enumerate(self.layers):
@@ -71,7 +78,7 @@ class Serial(Layer):
                 g, g_layer = pb(g)
                 grads.append(g_layer)
             grads.reverse()
-            return g, Serial(grads)
+            return g, Serial._of(tuple(grads))
 
         return x, pullback
 

@@ -1,0 +1,255 @@
+"""Training: seeded minibatches, ``fit``, ``predict`` and ``evaluate``.
+
+``fit`` is a loop you could write yourself, kept pure: each step computes
+``grads`` in one forward and one backward pass, the optimizer turns them into
+a new params record, and nothing is mutated. The epoch's shuffle comes from
+``fold_in(key, epoch)``, so a run is a function of its key: resuming at epoch
+``k`` with the saved optimizer state gives the same bits as never stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from . import random, tree
+from .core import dtype_of, forward, vjp
+from .errors import DivergenceError, ShapeError
+from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from .metrics import accuracy
+
+__all__ = ["History", "batches", "fit", "predict", "evaluate"]
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+Callback = Callable[[int, Any, dict], Any]
+
+
+def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool = False) -> list:
+    """Index arrays splitting ``range(n)`` into minibatches for one epoch.
+
+    Shuffled by a permutation drawn from ``key`` (in order when ``key`` is
+    None). The last partial batch is kept unless ``drop_last``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.arange(n) if key is None else random.permutation(key, n)
+    stop = n - n % batch_size if drop_last else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+@attrs.frozen
+class History:
+    """What ``fit`` saw, per epoch: losses, metrics, and where it stopped.
+
+    ``opt_state`` is the optimizer state after the last epoch, and ``epochs``
+    the number of epochs completed in total: together with the params they
+    are what a checkpoint needs to resume.
+    """
+
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]
+    train_metrics: dict[str, tuple[float, ...]]
+    val_metrics: dict[str, tuple[float, ...]]
+    epochs: int
+    best_epoch: int | None
+    stopped_early: bool
+    opt_state: Any = None
+
+
+def _metric_fns(metrics: Sequence[str] | Mapping[str, Metric], loss: Loss) -> dict[str, Metric]:
+    """Resolve metric names; ``"accuracy"`` thresholds logits at 0, probabilities at 0.5."""
+    if isinstance(metrics, Mapping):
+        return dict(metrics)
+    threshold = 0.0 if isinstance(loss, SigmoidBinaryCrossEntropy | SoftmaxCrossEntropy) else 0.5
+    known = {"accuracy": lambda pred, target: accuracy(pred, target, threshold)}
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; pass a dict name -> fn(pred, target)")
+    return {m: known[m] for m in metrics}
+
+
+def _as_data(net: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cast inputs once to the network's dtype; check x and y have one length."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype.kind not in "biuf":
+        raise ShapeError(f"{what}: inputs must be numeric, got dtype {x.dtype}")
+    x = x.astype(dtype_of(net), copy=False)
+    if len(x) != len(y):
+        raise ShapeError(f"{what}: {len(x)} inputs but {len(y)} targets")
+    return x, y
+
+
+def predict(net: Any, x: Any, *, batch_size: int | None = None) -> np.ndarray:
+    """``forward(net, x)``, in batches of ``batch_size`` to bound memory."""
+    x = np.asarray(x)
+    if batch_size is None or len(x) <= batch_size:
+        return forward(net, x)
+    return np.concatenate(
+        [forward(net, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    )
+
+
+def evaluate(
+    net: Any,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    *,
+    metrics: Sequence[str] | Mapping[str, Metric] = (),
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """``{"loss": ..., metric: ...}`` of ``net`` on ``(x, y)``."""
+    x, y = _as_data(net, x, y, "evaluate")
+    pred = predict(net, x, batch_size=batch_size)
+    out = {"loss": float(loss(pred, y))}
+    out.update({name: float(fn(pred, y)) for name, fn in _metric_fns(metrics, loss).items()})
+    return out
+
+
+def _diverged(epoch: int, step: int, what: str, params: Any) -> DivergenceError:
+    return DivergenceError(
+        f"training diverged at epoch {epoch}, step {step}: {what} is not finite. "
+        "Try a smaller learning rate (10x), gradient clipping "
+        "(fb.optim.clip_by_global_norm), or check the data for NaN/inf. "
+        "The last good params are in this error's .params.",
+        params,
+        epoch=epoch,
+        step=step,
+    )
+
+
+@attrs.frozen
+class _Run:
+    """What stays fixed over a run of ``fit``."""
+
+    loss: Loss
+    optimizer: Any
+    metrics: dict[str, Metric]
+    key: random.Key
+    batch_size: int
+    drop_last: bool
+
+
+def _epoch(run: _Run, params: Any, opt_state: Any, x: np.ndarray, y: np.ndarray, epoch: int):
+    """One pass over the shuffled data: ``(params, opt_state, logs)``."""
+    from .optim import apply_updates
+
+    order = batches(random.fold_in(run.key, epoch), len(x), run.batch_size, drop_last=run.drop_last)
+    sums = dict.fromkeys(["loss", *run.metrics], 0.0)
+    last_good = params
+    for step, idx in enumerate(order):
+        xb, yb = x[idx], y[idx]
+        pred, pullback = vjp(params, xb, need_g_x=False)
+        value, g_pred = run.loss.value_and_grad(pred, yb)
+        if not math.isfinite(value):
+            raise _diverged(epoch, step, "the loss", last_good)
+        last_good = params
+        updates, opt_state = run.optimizer.update(pullback(g_pred)[1], opt_state, params)
+        params = apply_updates(params, updates)
+        sums["loss"] += float(value) * len(idx)
+        for name, fn in run.metrics.items():
+            sums[name] += fn(pred, yb) * len(idx)
+    if not all(np.isfinite(leaf).all() for leaf in tree.leaves(params)):
+        raise _diverged(epoch, len(order) - 1, "a parameter", last_good)
+    seen = sum(len(idx) for idx in order)
+    return params, opt_state, {k: v / seen for k, v in sums.items()}
+
+
+def _progress(enabled: bool | str, total: int) -> Any:
+    """A tqdm bar over epochs when wanted and installed (the ``examples`` extra)."""
+    if enabled == "auto":
+        enabled = total >= 20 and sys.stderr.isatty()
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch")
+
+
+def _history(rows: list[dict], metrics: dict, epochs: int, best: int | None, **kw: Any) -> History:
+    def column(name: str) -> tuple[float, ...]:
+        return tuple(r[name] for r in rows if name in r)
+
+    return History(
+        column("loss"),
+        column("val_loss"),
+        {m: column(m) for m in metrics},
+        {m: column(f"val_{m}") for m in metrics if any(f"val_{m}" in r for r in rows)},
+        epochs=epochs,
+        best_epoch=best,
+        **kw,
+    )
+
+
+def fit(
+    params: Any,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    *,
+    optimizer: Any,
+    epochs: int,
+    batch_size: int,
+    key: random.Key,
+    validation: tuple[Any, Any] | None = None,
+    metrics: Sequence[str] | Mapping[str, Metric] = (),
+    patience: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    drop_last: bool = False,
+    opt_state: Any = None,
+    initial_epoch: int = 0,
+    progress: bool | str = "auto",
+) -> tuple[Any, History]:
+    """Train ``params`` on ``(x, y)`` with minibatches; return ``(params, history)``.
+
+    Each epoch shuffles with ``fold_in(key, epoch)``. ``optimizer`` is an
+    ``fb.optim`` optimizer; ``opt_state`` and ``initial_epoch`` resume a run
+    exactly (``history.opt_state`` and ``history.epochs`` are what to save).
+    With ``validation=(x_val, y_val)`` the validation loss and ``metrics``
+    (e.g. ``("accuracy",)``) are recorded each epoch. With ``patience``,
+    training stops after that many epochs without a better validation loss
+    (training loss when there is no validation data) and the best params are
+    returned. Each callback is called as ``callback(epoch, params, logs)``
+    after every epoch; returning True stops training. A NaN or inf loss or
+    parameter raises :class:`fnbp.DivergenceError` carrying the last good params.
+    ``progress`` shows a tqdm bar (if installed); ``"auto"``: on a terminal,
+    for 20 epochs or more.
+    """
+    x, y = _as_data(params, x, y, "fit")
+    val = _as_data(params, *validation, "fit validation") if validation is not None else None
+    run = _Run(loss, optimizer, _metric_fns(metrics, loss), key, batch_size, drop_last)
+    opt_state = optimizer.init(params) if opt_state is None else opt_state
+    rows: list[dict] = []
+    best_loss, best_epoch, best_params = math.inf, None, params
+    stopped, epoch = False, initial_epoch - 1
+    bar = _progress(progress, epochs - initial_epoch)
+    for epoch in range(initial_epoch, epochs):
+        params, opt_state, logs = _epoch(run, params, opt_state, x, y, epoch)
+        if val is not None:
+            v_logs = evaluate(params, loss, *val, metrics=run.metrics)
+            logs.update({f"val_{k}": v for k, v in v_logs.items()})
+        rows.append(logs)
+        monitored = logs.get("val_loss", logs["loss"])
+        if monitored < best_loss:
+            best_loss, best_epoch, best_params = monitored, epoch, params
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4g}")
+        stop = any([cb(epoch, params, logs) is True for cb in callbacks])
+        if patience is not None and best_epoch is not None and epoch - best_epoch >= patience:
+            params, stopped = best_params, True
+        if stop or stopped:
+            break
+    if bar is not None:
+        bar.close()
+    history = _history(
+        rows, run.metrics, epoch + 1, best_epoch, stopped_early=stopped, opt_state=opt_state
+    )
+    return params, history
