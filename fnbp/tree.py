@@ -196,11 +196,15 @@ def flatten(tree: Any) -> tuple[list[Any], Any]:
 
 def unflatten(structure: Any, new_leaves: list[Any]) -> Any:
     """A tree shaped like ``structure`` whose leaves are ``new_leaves``, in order."""
+    new_leaves = list(new_leaves)
+    expected = len(leaves(structure))
+    if len(new_leaves) != expected:
+        relation = "more" if len(new_leaves) > expected else "fewer"
+        raise StructureError(
+            f"{len(new_leaves)} leaves given: {relation} leaves than the {expected} the tree has"
+        )
     it = iter(new_leaves)
-    tree = _map(lambda _: next(it), structure, ())
-    if next(it, it) is not it:
-        raise StructureError(f"more leaves given than the {len(leaves(structure))} the tree has")
-    return tree
+    return _map(lambda _: next(it), structure, ())
 
 
 def _pairs(a: Any, b: Any) -> Iterator[tuple[Any, Any]]:
@@ -232,7 +236,8 @@ def assert_same_structure(a: Any, b: Any) -> None:
 
     Leaves must also have equal shapes.
     """
-    for path, (x, y) in zip(_walk_paths(a), _pairs(a, b), strict=False):
+    pairs = list(_pairs(a, b))
+    for path, (x, y) in zip(_walk_paths(a), pairs, strict=True):
         if np.shape(x) != np.shape(y):
             raise StructureError(f"leaf shapes {np.shape(x)} vs {np.shape(y)}", path)
 

@@ -1,0 +1,104 @@
+"""Run every example with fast settings and check what it claims to show."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.slow
+
+# Printed by the teaching notebook's own code (np.random.seed(0), lr 0.1) after its
+# first two rounds, i.e. after 10,001 and 20,002 steps of its quarter-size gradient.
+NOTEBOOK_LOSSES_AFTER_TWO_ROUNDS = (0.06687091, 0.03468915)
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module (examples is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def and_gate() -> dict:
+    # Only to check that the example leaves numpy's global RNG alone.
+    state = np.random.get_state()  # noqa: NPY002
+    result = load("and_gate").main(rounds=2, steps_per_round=10_000)
+    after = np.random.get_state()  # noqa: NPY002
+    assert state[0] == after[0] and np.array_equal(state[1], after[1]), "global RNG touched"
+    return result
+
+
+def test_and_gate_starts_at_chance(and_gate: dict) -> None:
+    assert and_gate["initial_loss"] == pytest.approx(np.log(2), abs=1e-3)
+    np.testing.assert_allclose(and_gate["initial_prediction"], 0.5, atol=1e-2)
+
+
+def test_and_gate_quarter_rate_retraces_the_notebook(and_gate: dict) -> None:
+    run = and_gate["notebook"]
+    assert run["learning_rate"] == 0.025
+    # Three significant digits: the runs differ in initial weights and in the
+    # notebook's one extra step per round.
+    assert run["losses"] == pytest.approx(NOTEBOOK_LOSSES_AFTER_TWO_ROUNDS, rel=1e-3)
+    assert run["accuracy"] == 1.0
+
+
+def test_and_gate_exact_gradients_train_faster(and_gate: dict) -> None:
+    run = and_gate["exact"]
+    assert run["learning_rate"] == 0.1
+    assert run["accuracy"] == 1.0
+    quarter = and_gate["notebook"]["losses"]
+    assert all(e < q / 3 for e, q in zip(run["losses"], quarter, strict=True))
+
+
+def test_xor_needs_a_hidden_layer() -> None:
+    result = load("xor").main()
+    linear, hidden = result["linear"], result["hidden"]
+    assert linear["accuracy"] <= 0.75
+    assert linear["losses"][-1] == pytest.approx(np.log(2), abs=1e-3)
+    assert hidden["accuracy"] == 1.0
+    assert hidden["losses"][-1] < 0.05
+
+
+def test_xor_is_deterministic() -> None:
+    xor = load("xor")
+    a, b = xor.main(steps=50), xor.main(steps=50)
+    assert a["hidden"]["losses"] == b["hidden"]["losses"]
+    np.testing.assert_array_equal(a["hidden"]["prediction"], b["hidden"]["prediction"])
+
+
+def test_custom_layer_checks_and_trains() -> None:
+    result = load("custom_layer").main()
+    assert result["grad_checks"] and all(r.ok for r in result["grad_checks"].values())
+    losses = result["losses"]
+    assert losses[-1] < losses[0] / 100
+    assert not np.allclose(result["slope_after"], result["slope_before"])
+    np.testing.assert_array_equal(result["slope_before"], 0.25)  # the initial net is unchanged
+
+
+def test_custom_layer_plugs_into_backward_and_errors() -> None:
+    import fnbp as fb
+
+    example = load("custom_layer")
+    layer = example.PReLU(np.array([0.5, -1.0]))
+    x = np.array([[1.0, -2.0], [-3.0, 4.0]])
+    g_x, grads = fb.backward(layer, x, np.ones_like(x))
+    np.testing.assert_array_equal(g_x, [[1.0, -1.0], [0.5, 1.0]])
+    assert isinstance(grads, example.PReLU)
+    np.testing.assert_array_equal(grads.a, [-3.0, -2.0])
+    g_x, _ = fb.vjp(layer, x, need_g_x=False)[1](np.ones_like(x))
+    assert g_x is None
+    net = fb.Serial((fb.Dense.init(fb.random.key(0), 3, 2, dtype=np.float64), layer))
+    with pytest.raises(fb.ShapeError, match=r"layers\[0\]: PReLU\(2\)"):
+        fb.forward(fb.Serial((layer,)), np.ones((2, 3)))
+    assert fb.forward(net, np.ones((2, 3))).shape == (2, 2)
