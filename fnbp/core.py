@@ -126,6 +126,8 @@ def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:
     if p.shape != g.shape:
         raise StructureError(f"params have shape {p.shape}, grads have shape {g.shape}")
     out = np.multiply(g, -learning_rate, dtype=p.dtype)
+    if type(out) is not np.ndarray:  # 0-d leaves come back as numpy scalars
+        out = np.asarray(out)
     out += p
     out.flags.writeable = False  # ours alone: the record can keep it without a view
     return out

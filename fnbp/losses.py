@@ -17,6 +17,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from ._numeric import exp_cut, softplus
 from .errors import DTypeError, ShapeError
 
 __all__ = [
@@ -122,14 +123,14 @@ class SigmoidBinaryCrossEntropy(Loss):
 
         L = mean(softplus(z) - y z)        dL/dz = (sigmoid(z) - y) / n
 
-    with ``softplus(z) = logaddexp(0, z)``: stable for any ``z``.
+    with ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``: stable for any ``z``.
     """
 
     name = "sigmoid_binary_cross_entropy"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         z, y = self._same_shape(pred, target)
-        value = _mean(np.logaddexp(0.0, z, dtype=z.dtype) - y * z)
+        value = _mean(softplus(z) - y * z)
         g = np.multiply(z, 0.5)
         np.tanh(g, out=g)
         g += 1.0
@@ -158,7 +159,7 @@ class SoftmaxCrossEntropy(Loss):
             raise ShapeError(f"{self.name}: logits need a class axis, got shape {z.shape}")
         target = np.asarray(target)
         s = np.subtract(z, z.max(axis=-1, keepdims=True))
-        e = np.exp(s)
+        e = exp_cut(s)
         total = e.sum(axis=-1, keepdims=True)
         log_total = np.log(total)
         n = z.size // z.shape[-1] if z.shape[-1] else 0

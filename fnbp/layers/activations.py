@@ -12,6 +12,7 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
+from .._numeric import exp_cut, softplus
 from ..core import Layer
 from ..record import static
 
@@ -108,13 +109,13 @@ class LeakyReLU(_Activation):
 
 @attrs.frozen
 class Softplus(_Activation):
-    """``y = log(1 + exp(x))``, computed as ``logaddexp(0, x)``.
+    """``y = log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))``.
 
     ``dy/dx = sigmoid(x) = 1 - exp(-y)``, written from the output as ``-expm1(-y)``.
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return np.logaddexp(0.0, x, dtype=x.dtype)
+        return softplus(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         g_x = np.negative(y)
@@ -137,8 +138,7 @@ class Softmax(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = _shifted(x)
-        np.exp(y, out=y)
+        y = exp_cut(_shifted(x))
         y /= y.sum(axis=-1, keepdims=True)
         return y
 
@@ -159,11 +159,11 @@ class LogSoftmax(_Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = _shifted(x)
-        y -= np.log(np.exp(y).sum(axis=-1, keepdims=True))
+        y -= np.log(exp_cut(y).sum(axis=-1, keepdims=True))
         return y
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
-        g_x = np.exp(y)
+        g_x = exp_cut(y)
         g_x *= -g_y.sum(axis=-1, keepdims=True)
         g_x += g_y
         return g_x
