@@ -11,7 +11,10 @@ record. Randomness flows from explicit keys.
 >>> net = fb.update(net, grads, learning_rate=0.1)
 """
 
-from . import datasets, initializers, losses, random, testing, tree
+__version__ = "0.1.0"
+
+from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree
+from .checkpoint import Checkpoint, CheckpointError
 from .core import Layer, backward, dtype_of, forward, update, value_and_grad, vjp
 from .errors import DivergenceError, DTypeError, ShapeError, StructureError
 from .layers import (
@@ -41,8 +44,6 @@ from .losses import (
 from .metrics import accuracy, labels, probabilities
 from .record import param, readonly, replace, static
 from .train import History, batches, evaluate, fit, predict
-
-__version__ = "0.1.0"
 
 __all__ = [
     "History",
@@ -77,6 +78,10 @@ __all__ = [
     "binary_cross_entropy",
     "dtype_of",
     "forward",
+    "Checkpoint",
+    "CheckpointError",
+    "checkpoint",
+    "optim",
     "datasets",
     "initializers",
     "losses",

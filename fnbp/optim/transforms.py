@@ -1,0 +1,316 @@
+"""Gradient transforms: the building blocks that :func:`~fnbp.optim.chain` composes.
+
+Each is an :class:`~fnbp.optim.Optimizer` whose ``update`` maps grads to
+updates (the per-array math lives in ``_leaf``). Their states are frozen
+records: moment trees mirror the params, step counters are read-only 0-d int64
+arrays, so a checkpoint saves a state like any other tree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .. import tree
+from ..record import param
+from . import _leaf
+from .base import EmptyState, Optimizer, check_range, counter, expect_state, frozen, leafwise
+
+__all__ = [
+    "ScheduleState",
+    "TraceState",
+    "AdamState",
+    "RmsState",
+    "RssState",
+    "scale",
+    "scale_by_schedule",
+    "scale_by_learning_rate",
+    "trace",
+    "scale_by_adam",
+    "scale_by_rms",
+    "scale_by_rss",
+    "add_decayed_weights",
+    "clip_by_global_norm",
+]
+
+Schedule = Callable[[int], float]
+
+
+def _zeros(params: Any) -> Any:
+    """Read-only zeros shaped like ``params`` (float64 for non-float leaves)."""
+
+    def zeros(p: Any) -> np.ndarray:
+        dtype = np.asarray(p).dtype
+        return frozen(np.zeros(np.shape(p), dtype if dtype.kind in "fc" else np.float64))
+
+    return tree.map(zeros, params)
+
+
+@attrs.frozen
+class ScheduleState:
+    """``count``: how many updates were made (0 before the first)."""
+
+    count: np.ndarray = param()
+
+
+@attrs.frozen
+class TraceState:
+    """``momentum``: the velocity ``v``, a tree like the params."""
+
+    momentum: Any
+
+
+@attrs.frozen
+class AdamState:
+    """``count`` of updates, first moment ``mu`` and second moment ``nu`` (trees)."""
+
+    count: np.ndarray = param()
+    mu: Any
+    nu: Any
+
+
+@attrs.frozen
+class RmsState:
+    """``nu``: the moving average of squared grads, a tree like the params."""
+
+    nu: Any
+
+
+@attrs.frozen
+class RssState:
+    """``sum_of_squares``: the sum of all squared grads so far (Adagrad)."""
+
+    sum_of_squares: Any
+
+
+def _stateless(fn: Callable[[Any, Any], Any]) -> Optimizer:
+    """A transform with no state: ``updates = fn(grads, params)``."""
+
+    def update(grads: Any, state: EmptyState, params: Any = None) -> tuple[Any, EmptyState]:
+        return fn(grads, params), state
+
+    return Optimizer(lambda params: EmptyState(), update)
+
+
+def scale(factor: float) -> Optimizer:
+    """``updates = factor * grads`` (each leaf keeps its dtype). ``scale(-lr)`` is SGD."""
+    factor = float(factor)
+    if not math.isfinite(factor):
+        raise ValueError(f"scale: factor must be finite, got {factor}")
+    return _stateless(lambda grads, params: tree.map(lambda g: _leaf.scale(g, factor), grads))
+
+
+def scale_by_schedule(schedule: Schedule) -> Optimizer:
+    """``updates = schedule(count) * grads``, ``count = 0, 1, 2, ...`` on successive updates.
+
+    The state is a :class:`ScheduleState`; the factor is taken as a Python float.
+    """
+    if not callable(schedule):
+        raise TypeError(f"scale_by_schedule: schedule must be callable, got {schedule!r}")
+
+    def update(grads: Any, state: ScheduleState, params: Any = None) -> tuple[Any, ScheduleState]:
+        expect_state(state, ScheduleState, "scale_by_schedule")
+        n = int(state.count)
+        factor = float(schedule(n))
+        updates = tree.map(lambda g: _leaf.scale(g, factor), grads)
+        return updates, ScheduleState(counter(n + 1))
+
+    return Optimizer(lambda params: ScheduleState(counter(0)), update)
+
+
+def _checked_rate(schedule: Schedule) -> Schedule:
+    def negated(n: int) -> float:
+        lr = float(schedule(n))
+        if not lr >= 0.0 or math.isinf(lr):
+            raise ValueError(f"the learning-rate schedule gave {lr} at step {n}")
+        return -lr
+
+    return negated
+
+
+def scale_by_learning_rate(learning_rate: float | Schedule) -> Optimizer:
+    """``updates = -learning_rate * grads``: the descent step closing every optimizer.
+
+    ``learning_rate`` is a float ``>= 0`` (then this is ``scale(-lr)``, stateless)
+    or a schedule ``step -> float`` (then ``scale_by_schedule``; step 0 is the
+    first update). ``update`` leaves are ``np.multiply(g, -lr, dtype=g.dtype)``,
+    so ``sgd(lr)`` reproduces :func:`fnbp.update` bit for bit.
+    """
+    if callable(learning_rate):
+        return scale_by_schedule(_checked_rate(learning_rate))
+    if isinstance(learning_rate, str) or np.ndim(learning_rate) != 0:
+        raise TypeError(f"learning_rate must be a float or a schedule, got {learning_rate!r}")
+    lr = check_range("learning_rate", learning_rate, 0.0, math.inf, hi_open=False)
+    return scale(-lr)
+
+
+def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
+    """Heavy-ball momentum: ``v = momentum * v + g``; ``updates = v``.
+
+    With ``nesterov=True``, ``updates = g + momentum * v`` (the new ``v``).
+    ``v`` starts at 0, so the first update is ``g``. This is PyTorch's SGD
+    buffer (dampening 0) and optax's ``trace``; scikit-learn and Keras fold the
+    learning rate into the velocity (``v = momentum * v - lr * g``), which
+    differs when the learning rate changes over time.
+    """
+    momentum = check_range("momentum", momentum, 0.0, 1.0)
+    nesterov = bool(nesterov)
+
+    def leaf(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _leaf.trace(g, v, momentum, nesterov)
+
+    def update(grads: Any, state: TraceState, params: Any = None) -> tuple[Any, TraceState]:
+        expect_state(state, TraceState, "trace")
+        updates, v = leafwise(leaf, 2, grads, state.momentum)
+        return updates, TraceState(v)
+
+    return Optimizer(lambda params: TraceState(_zeros(params)), update)
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam's direction, with bias correction (Kingma & Ba, 2015)::
+
+        m = b1 m + (1 - b1) g           v = b2 v + (1 - b2) g^2       (from m = v = 0)
+        m_hat = m / (1 - b1^t)          v_hat = v / (1 - b2^t)         (t = 1, 2, ...)
+        updates = m_hat / (sqrt(v_hat) + eps)
+
+    so the first update is ``g / (|g| + eps)`` ~ ``sign(g)``. ``eps`` outside the
+    square root, as in PyTorch and optax; Keras and scikit-learn use the
+    "epsilon hat" form ``m / (sqrt(v) + eps)`` with the corrections moved into
+    the step size, which differs when ``v`` is tiny.
+    """
+    b1 = check_range("b1", b1, 0.0, 1.0)
+    b2 = check_range("b2", b2, 0.0, 1.0)
+    eps = check_range("eps", eps, 0.0, math.inf)
+
+    def init(params: Any) -> AdamState:
+        return AdamState(counter(0), _zeros(params), _zeros(params))
+
+    def update(grads: Any, state: AdamState, params: Any = None) -> tuple[Any, AdamState]:
+        expect_state(state, AdamState, "scale_by_adam")
+        t = int(state.count) + 1
+
+        def leaf(g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple:
+            return _leaf.adam(g, m, v, b1, b2, eps, t)
+
+        updates, mu, nu = leafwise(leaf, 3, grads, state.mu, state.nu)
+        return updates, AdamState(counter(t), mu, nu)
+
+    return Optimizer(init, update)
+
+
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
+    """RMSprop's direction (Tieleman & Hinton, 2012)::
+
+        v = decay * v + (1 - decay) * g^2      (from v = 0)
+        updates = g / (sqrt(v) + eps)
+
+    ``eps`` outside the square root, as in PyTorch; TensorFlow/Keras and optax
+    put it inside (``g / sqrt(v + eps)``). PyTorch's default decay (``alpha``)
+    is 0.99, Keras' (``rho``) 0.9.
+    """
+    decay = check_range("decay", decay, 0.0, 1.0)
+    eps = check_range("eps", eps, 0.0, math.inf)
+
+    def update(grads: Any, state: RmsState, params: Any = None) -> tuple[Any, RmsState]:
+        expect_state(state, RmsState, "scale_by_rms")
+        updates, nu = leafwise(lambda g, v: _leaf.rms(g, v, decay, eps), 2, grads, state.nu)
+        return updates, RmsState(nu)
+
+    return Optimizer(lambda params: RmsState(_zeros(params)), update)
+
+
+def scale_by_rss(eps: float = 1e-8) -> Optimizer:
+    """Adagrad's direction (Duchi et al., 2011), root of the sum of squares::
+
+        s = s + g^2      (from s = 0)
+        updates = g / (sqrt(s) + eps)
+
+    As PyTorch (``initial_accumulator_value=0``, eps outside the root); optax
+    and TensorFlow start ``s`` at 0.1 and put eps inside.
+    """
+    eps = check_range("eps", eps, 0.0, math.inf)
+
+    def update(grads: Any, state: RssState, params: Any = None) -> tuple[Any, RssState]:
+        expect_state(state, RssState, "scale_by_rss")
+        leaf = lambda g, s: _leaf.adagrad(g, s, eps)  # noqa: E731
+        updates, s = leafwise(leaf, 2, grads, state.sum_of_squares)
+        return updates, RssState(s)
+
+    return Optimizer(lambda params: RssState(_zeros(params)), update)
+
+
+def _decay_flags(mask: Any, grads: Any, params: Any) -> list[bool]:
+    """One bool per leaf, in ``grads``' traversal order."""
+    flags: list[bool] = []
+    if mask is None:
+
+        def by_ndim(g: Any, p: Any) -> Any:
+            flags.append(np.ndim(p) >= 2)
+            return g
+
+        tree.map(by_ndim, grads, params)
+        return flags
+    chosen = mask(params) if callable(mask) else mask
+
+    def flag(g: Any, p: Any, m: Any) -> Any:
+        if np.ndim(m) != 0:
+            raise TypeError(f"a weight-decay mask leaf must be a bool, got shape {np.shape(m)}")
+        flags.append(bool(m))
+        return g
+
+    tree.map(flag, grads, params, chosen)
+    return flags
+
+
+def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimizer:
+    """``updates = grads + weight_decay * params`` on the leaves ``mask`` selects.
+
+    Followed by ``scale_by_learning_rate(lr)`` this is decoupled weight decay,
+    ``p <- p - lr * (direction + weight_decay * p)``. ``mask`` is ``None``
+    (decay leaves with ``ndim >= 2``: weight matrices, not biases), a tree of
+    bools like the params, or a function ``params -> tree of bools``. To decay
+    everything: ``mask=lambda params: fb.tree.map(lambda p: True, params)``.
+    ``update`` needs ``params``.
+    """
+    weight_decay = check_range("weight_decay", weight_decay, 0.0, math.inf)
+
+    def update(grads: Any, state: EmptyState, params: Any = None) -> tuple[Any, EmptyState]:
+        if params is None:
+            raise ValueError("add_decayed_weights needs the params: update(grads, state, params)")
+        flags = iter(_decay_flags(mask, grads, params))
+
+        def leaf(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray]:
+            return _leaf.decayed(g, p, weight_decay, next(flags))
+
+        (updates,) = leafwise(leaf, 1, grads, params)
+        return updates, state
+
+    return Optimizer(lambda params: EmptyState(), update)
+
+
+def clip_by_global_norm(max_norm: float) -> Optimizer:
+    """Rescale all grads together so their global norm is at most ``max_norm``::
+
+        n = sqrt(sum over leaves of ||g||^2)
+        updates = grads * (max_norm / n)   if n > max_norm,   else grads (unchanged)
+
+    The same rule as optax and ``torch.nn.utils.clip_grad_norm_`` (which adds
+    1e-6 to ``n`` and works in place).
+    """
+    max_norm = check_range("max_norm", max_norm, 0.0, math.inf)
+    if max_norm == 0.0:
+        raise ValueError("max_norm must be > 0")
+
+    def clip(grads: Any, params: Any) -> Any:
+        norm = tree.global_norm(grads)
+        if not norm > max_norm:
+            return grads
+        factor = max_norm / norm
+        return tree.map(lambda g: _leaf.scale(g, factor), grads)
+
+    return _stateless(clip)

@@ -1,0 +1,232 @@
+"""The contract: Optimizer, chain, apply_updates, step; purity, dtypes, a real network."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import attrs
+import numpy as np
+import pytest
+
+import fnbp as fb
+from fnbp import optim
+
+from ._helpers import G1, G2, P, Pair, flat, pair
+
+OPTIMIZERS = {
+    "sgd": lambda: optim.sgd(0.1),
+    "momentum": lambda: optim.sgd(0.1, momentum=0.9),
+    "nesterov": lambda: optim.sgd(0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: optim.adam(0.1),
+    "adamw": lambda: optim.adamw(0.1, weight_decay=0.1),
+    "rmsprop": lambda: optim.rmsprop(0.1, momentum=0.5),
+    "adagrad": lambda: optim.adagrad(0.1),
+    "clip+adam": lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam(0.1)),
+    "scheduled": lambda: optim.sgd(optim.schedules.cosine_decay(0.1, 10), momentum=0.5),
+}
+
+
+def test_optimizer_is_a_frozen_record_of_two_functions():
+    opt = optim.sgd(0.1)
+    assert [f.name for f in attrs.fields(optim.Optimizer)] == ["init", "update"]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        opt.init = None
+    assert fb.tree.leaves(opt) == []  # static fields: not a tree of arrays
+
+
+def test_apply_updates_keeps_param_dtype():
+    params = {"w": np.ones(3, np.float32)}
+    new = optim.apply_updates(params, {"w": np.full(3, 0.1, np.float64)})
+    assert new["w"].dtype == np.float32
+    assert new["w"].tolist() == [np.float32(1.1)] * 3
+    assert not new["w"].flags.writeable  # fresh and read-only, like fb.update's
+
+
+def test_apply_updates_checks_structure_and_shapes():
+    with pytest.raises(fb.StructureError, match=r"b: params have shape \(1,\)"):
+        optim.apply_updates(pair(P), Pair(np.ones((1, 2)), np.ones((2, 1))))
+    with pytest.raises(fb.StructureError, match=r"\['v'\]"):
+        optim.apply_updates({"v": np.ones(2)}, {"v": (np.ones(2),)})
+
+
+def test_step_is_update_then_apply():
+    opt = optim.adam(0.1)
+    state = opt.init(pair(P))
+    updates, s1 = opt.update(pair(G1), state, pair(P))
+    new, s2 = optim.step(opt, pair(P), pair(G1), state)
+    assert flat(new) == flat(optim.apply_updates(pair(P), updates))
+    assert flat(s1) == flat(s2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_is_bit_identical_to_core_update(dtype):
+    rng = np.random.default_rng(1)
+    params = {
+        "W": rng.normal(size=(3, 4)).astype(dtype),
+        "b": rng.normal(size=4).astype(dtype),
+        "s": np.array(0.5, dtype),
+    }
+    core, ours, opt = params, params, optim.sgd(0.0123)
+    state = opt.init(params)
+    for _ in range(4):
+        grads = fb.tree.map(lambda p: rng.normal(size=p.shape).astype(dtype), params)
+        core = fb.update(core, grads, learning_rate=0.0123)
+        ours, state = optim.step(opt, ours, grads, state)
+        for a, b in zip(fb.tree.leaves(core), fb.tree.leaves(ours), strict=True):
+            assert a.dtype == b.dtype == dtype
+            assert np.array_equal(a, b)
+
+
+def _copy(tree):
+    return [np.array(leaf, copy=True) for leaf in fb.tree.leaves(tree)]
+
+
+def _same(tree, copies):
+    return all(
+        np.array_equal(a, b) and a.dtype == b.dtype
+        for a, b in zip(fb.tree.leaves(tree), copies, strict=True)
+    )
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_inputs_and_old_state_are_never_written(name):
+    opt = OPTIMIZERS[name]()
+    params = {"w": np.array(P[0]), "b": np.array(P[1])}  # writeable: a write would go unseen
+    grads = {"w": np.array(G1[0]), "b": np.array(G1[1])}
+    grads["b"].flags.writeable = False  # read-only: a write would raise
+    params_copy, grads_copy = _copy(params), _copy(grads)
+    state = opt.init(params)
+    for _ in range(3):
+        state_copy = _copy(state)
+        updates, new_state = opt.update(grads, state, params)
+        inputs = fb.tree.leaves(params) + fb.tree.leaves(grads) + fb.tree.leaves(state)
+        assert not any(np.shares_memory(u, x) for u in fb.tree.leaves(updates) for x in inputs)
+        assert _same(state, state_copy)
+        assert _same(params, params_copy) and _same(grads, grads_copy)
+        assert new_state is not state
+        state = new_state
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_float32_stays_float32(name):
+    opt = OPTIMIZERS[name]()
+    params = pair(P, np.float32)
+    state = opt.init(params)
+    for grads in (pair(G1, np.float32), pair(G2, np.float32), pair(G1, np.float64)):
+        updates, state = opt.update(grads, state, params)
+        params = optim.apply_updates(params, updates)
+        assert {leaf.dtype for leaf in fb.tree.leaves(params)} == {np.dtype(np.float32)}
+        if grads.w.dtype == np.float32:
+            assert {leaf.dtype for leaf in fb.tree.leaves(updates)} == {np.dtype(np.float32)}
+        for leaf in fb.tree.leaves(state):
+            assert leaf.dtype in (np.float32, np.int64), leaf.dtype
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_same_inputs_give_identical_bits(name):
+    def trajectory():
+        opt = OPTIMIZERS[name]()
+        params, state = pair(P, np.float32), None
+        state = opt.init(params)
+        for grads in (pair(G1, np.float32), pair(G2, np.float32)) * 3:
+            params, state = optim.step(opt, params, grads, state)
+        return fb.tree.leaves(params) + fb.tree.leaves(state)
+
+    first, second = trajectory(), trajectory()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+AND_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+AND_Y = np.array([[0], [0], [0], [1]])
+
+
+def test_adam_on_a_real_network():
+    net = fb.mlp(fb.random.key(0), [2, 8, 1], output=fb.Sigmoid())
+    opt = optim.adam(1e-2)
+    state = opt.init(net)
+    assert isinstance(state[0].mu, fb.Serial)
+    fb.tree.assert_same_structure(state[0].mu, net)
+    fb.tree.assert_same_structure(state[0].nu, net)
+    loss0, grads = fb.value_and_grad(net, fb.binary_cross_entropy, AND_X, AND_Y)
+    new, state = optim.step(opt, net, grads, state)
+    assert isinstance(new, fb.Serial)
+    fb.tree.assert_same_structure(new, net)
+    fb.tree.assert_same_structure(state[0].mu, net)
+    assert not fb.tree.allclose(new, net)
+    assert all(leaf.dtype == np.float32 for leaf in fb.tree.leaves(new))
+    for _ in range(150):
+        loss, grads = fb.value_and_grad(new, fb.binary_cross_entropy, AND_X, AND_Y)
+        new, state = optim.step(opt, new, grads, state)
+    assert loss < 0.5 * loss0
+    assert np.array_equal(fb.forward(new, AND_X) > 0.5, AND_Y.astype(bool))
+
+
+def test_sgd_matches_core_update_on_a_real_network():
+    net = fb.mlp(fb.random.key(3), [2, 8, 1], output=fb.Sigmoid())
+    core, ours, opt = net, net, optim.sgd(0.5)
+    state = opt.init(net)
+    for _ in range(5):
+        _, grads = fb.value_and_grad(core, fb.binary_cross_entropy, AND_X, AND_Y)
+        core = fb.update(core, grads, learning_rate=0.5)
+        ours, state = optim.step(opt, ours, grads, state)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(fb.tree.leaves(core), fb.tree.leaves(ours), strict=True)
+    )
+
+
+def test_adamw_on_a_network_decays_weights_not_biases():
+    net = fb.mlp(fb.random.key(0), [2, 8, 1])
+    zero = fb.tree.zeros_like(net)
+    new, _ = optim.step(optim.adamw(0.1, weight_decay=0.5), net, zero, optim.adamw(0.1).init(net))
+    dense = new.layers[0]
+    assert np.allclose(dense.W, net.layers[0].W * (1 - 0.1 * 0.5))
+    assert np.array_equal(dense.b, net.layers[0].b)
+
+
+@pytest.mark.parametrize(
+    "module", ["fnbp.optim", "fnbp.optim.base", "fnbp.optim.alias", "fnbp.optim.schedules"]
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_zero_dimensional_leaves_stay_arrays(name):
+    opt = OPTIMIZERS[name]()
+    params = {"x": np.array(1.5, np.float32), "M": np.ones((2, 2), np.float32)}
+    grads = {"x": np.array(-2.0, np.float32), "M": np.ones((2, 2), np.float32)}
+    state = opt.init(params)
+    for _ in range(2):
+        updates, state = opt.update(grads, state, params)
+        params = optim.apply_updates(params, updates)
+    for leaf in fb.tree.leaves(params) + fb.tree.leaves(updates) + fb.tree.leaves(state):
+        assert isinstance(leaf, np.ndarray), type(leaf)
+    assert params["x"].shape == () and params["x"].dtype == np.float32
+    assert float(params["x"]) > 1.5  # moved against the negative gradient
+
+
+def test_state_survives_a_checkpoint_and_training_resumes_bit_for_bit(tmp_path):
+    from fnbp import checkpoint
+
+    net = fb.mlp(fb.random.key(1), [2, 8, 1], output=fb.Sigmoid())
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adam(optim.schedules.constant(0.01)))
+
+    def train(params, state, n):
+        for _ in range(n):
+            _, grads = fb.value_and_grad(params, fb.binary_cross_entropy, AND_X, AND_Y)
+            params, state = optim.step(opt, params, grads, state)
+        return params, state
+
+    params, state = train(net, opt.init(net), 3)
+    checkpoint.save(tmp_path / "run", params, opt_state=state, step=3)
+    ckpt = checkpoint.load(tmp_path / "run.npz")
+    assert ckpt.opt_state[1][0].count.dtype == np.int64 and int(ckpt.opt_state[1][0].count) == 3
+    straight, _ = train(params, state, 3)
+    resumed, _ = train(ckpt.params, ckpt.opt_state, 3)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(fb.tree.leaves(straight), fb.tree.leaves(resumed), strict=True)
+    )
