@@ -104,10 +104,10 @@ class BinaryCrossEntropy(Loss):
         p = np.maximum(p, eps)
         np.minimum(p, 1.0 - eps, out=p)
         q = np.subtract(1.0, p, dtype=p.dtype)
-        log_q = np.log(q)
         terms = np.log(p)
-        terms -= log_q
         terms *= y
+        log_q = np.log(q)
+        log_q *= np.subtract(1.0, y, dtype=y.dtype)
         terms += log_q
         value = -_mean(terms)
         g = np.subtract(p, y)
