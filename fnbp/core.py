@@ -122,14 +122,12 @@ def value_and_grad(net: LayerLike, loss: Loss, x: Any, target: Any) -> tuple[np.
 
 
 def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:
-    """``p - learning_rate * g`` in ``p``'s dtype, with a single new buffer."""
+    """``p - learning_rate * g`` in ``p``'s dtype, in one new read-only buffer."""
     if p.shape != g.shape:
         raise StructureError(f"params have shape {p.shape}, grads have shape {g.shape}")
-    out = np.multiply(g, -learning_rate, dtype=p.dtype)
-    if type(out) is not np.ndarray:  # 0-d leaves come back as numpy scalars
-        out = np.asarray(out)
+    out = np.multiply(g, -learning_rate, dtype=p.dtype, out=np.empty_like(p))
     out += p
-    out.flags.writeable = False  # ours alone: the record can keep it without a view
+    out.setflags(write=False)  # ours alone: a record can keep it without a view
     return out
 
 

@@ -34,9 +34,11 @@ def labels(pred: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (pred.reshape(len(pred)) > threshold).astype(np.int64)
 
 
-def _target_labels(target: np.ndarray, n: int) -> np.ndarray:
-    target = np.asarray(target)
+def _target_labels(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    target, n = np.asarray(target), len(pred)
     if target.ndim == 2 and target.shape[1] > 1:
+        if target.shape != pred.shape:
+            raise ShapeError(f"accuracy: predictions {pred.shape} vs one-hot target {target.shape}")
         return target.argmax(axis=1)
     if target.size != n:
         raise ShapeError(f"accuracy: {n} predictions but target has shape {target.shape}")
@@ -50,5 +52,5 @@ def accuracy(pred: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> fl
     ``target`` may be integer labels, one-hot rows, or 0/1 values for a
     binary problem.
     """
-    predicted = labels(pred, threshold)
-    return float(np.mean(predicted == _target_labels(target, len(predicted))))
+    pred = np.asarray(pred)
+    return float(np.mean(labels(pred, threshold) == _target_labels(target, pred)))

@@ -30,16 +30,16 @@ def readonly(value: Any) -> np.ndarray | None:
     """Return ``value`` as a read-only numeric array (``None`` passes through).
 
     A writeable array is wrapped in a new read-only view; its owner's flags are
-    not changed.
+    not changed. An array that is already read-only is kept as it is.
     """
     if value is None:
         return None
-    a = np.asarray(value)
+    a = value if type(value) is np.ndarray else np.asarray(value)
     if a.dtype.kind not in "biufc":
         raise TypeError(f"parameter arrays must be numeric, got dtype {a.dtype}")
     if a.flags.writeable:
         a = a.view()
-        a.flags.writeable = False
+        a.setflags(write=False)
     return a
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import random, tree
 from .core import dtype_of, forward, vjp
-from .errors import DivergenceError, ShapeError
+from .errors import DivergenceError, DTypeError, ShapeError
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 
@@ -77,7 +77,7 @@ def _as_data(net: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarra
     """Cast inputs once to the network's dtype; check x and y have one length."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype.kind not in "biuf":
-        raise ShapeError(f"{what}: inputs must be numeric, got dtype {x.dtype}")
+        raise DTypeError(f"{what}: inputs must be real numbers, got dtype {x.dtype}")
     x = x.astype(dtype_of(net), copy=False)
     if len(x) != len(y):
         raise ShapeError(f"{what}: {len(x)} inputs but {len(y)} targets")
@@ -135,13 +135,24 @@ class _Run:
     drop_last: bool
 
 
-def _epoch(run: _Run, params: Any, opt_state: Any, x: np.ndarray, y: np.ndarray, epoch: int):
-    """One pass over the shuffled data: ``(params, opt_state, logs)``."""
+def _epoch(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple:
+    """One pass over the shuffled data: ``(state, logs)``.
+
+    ``state`` is ``(params, opt_state, last_good)``, ``last_good`` being the
+    last params whose loss was finite. Floating-point warnings are silenced
+    here: a NaN or inf is caught by the finiteness checks instead, and
+    reported with a message that says what to try.
+    """
+    with np.errstate(all="ignore"):
+        return _steps(run, state, x, y, epoch)
+
+
+def _steps(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple:
     from .optim import apply_updates
 
+    params, opt_state, last_good = state
     order = batches(random.fold_in(run.key, epoch), len(x), run.batch_size, drop_last=run.drop_last)
     sums = dict.fromkeys(["loss", *run.metrics], 0.0)
-    last_good = params
     for step, idx in enumerate(order):
         xb, yb = x[idx], y[idx]
         pred, pullback = vjp(params, xb, need_g_x=False)
@@ -157,7 +168,7 @@ def _epoch(run: _Run, params: Any, opt_state: Any, x: np.ndarray, y: np.ndarray,
     if not all(np.isfinite(leaf).all() for leaf in tree.leaves(params)):
         raise _diverged(epoch, len(order) - 1, "a parameter", last_good)
     seen = sum(len(idx) for idx in order)
-    return params, opt_state, {k: v / seen for k, v in sums.items()}
+    return (params, opt_state, last_good), {k: v / seen for k, v in sums.items()}
 
 
 def _progress(enabled: bool | str, total: int) -> Any:
@@ -215,41 +226,46 @@ def fit(
     With ``validation=(x_val, y_val)`` the validation loss and ``metrics``
     (e.g. ``("accuracy",)``) are recorded each epoch. With ``patience``,
     training stops after that many epochs without a better validation loss
-    (training loss when there is no validation data) and the best params are
-    returned. Each callback is called as ``callback(epoch, params, logs)``
-    after every epoch; returning True stops training. A NaN or inf loss or
+    (training loss when there is no validation data), and the best params are
+    returned (also when training runs to the end). Each callback is called
+    as ``callback(epoch, params, logs)`` after every epoch; returning True
+    stops training. A NaN or inf loss or
     parameter raises :class:`fnbp.DivergenceError` carrying the last good params.
     ``progress`` shows a tqdm bar (if installed); ``"auto"``: on a terminal,
     for 20 epochs or more.
     """
     x, y = _as_data(params, x, y, "fit")
+    if drop_last and batch_size > len(x):
+        raise ValueError(
+            f"fit: batch_size {batch_size} > {len(x)} samples with drop_last: no batch"
+        )
     val = _as_data(params, *validation, "fit validation") if validation is not None else None
     run = _Run(loss, optimizer, _metric_fns(metrics, loss), key, batch_size, drop_last)
-    opt_state = optimizer.init(params) if opt_state is None else opt_state
+    state = (params, optimizer.init(params) if opt_state is None else opt_state, params)
     rows: list[dict] = []
-    best_loss, best_epoch, best_params = math.inf, None, params
+    best = (math.inf, None, params)  # (monitored loss, epoch, params)
     stopped, epoch = False, initial_epoch - 1
     bar = _progress(progress, epochs - initial_epoch)
     for epoch in range(initial_epoch, epochs):
-        params, opt_state, logs = _epoch(run, params, opt_state, x, y, epoch)
+        state, logs = _epoch(run, state, x, y, epoch)
+        params = state[0]
         if val is not None:
             v_logs = evaluate(params, loss, *val, metrics=run.metrics)
             logs.update({f"val_{k}": v for k, v in v_logs.items()})
         rows.append(logs)
         monitored = logs.get("val_loss", logs["loss"])
-        if monitored < best_loss:
-            best_loss, best_epoch, best_params = monitored, epoch, params
+        if monitored < best[0]:
+            best = (monitored, epoch, params)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4g}")
         stop = any([cb(epoch, params, logs) is True for cb in callbacks])
-        if patience is not None and best_epoch is not None and epoch - best_epoch >= patience:
-            params, stopped = best_params, True
+        stopped = patience is not None and best[1] is not None and epoch - best[1] >= patience
         if stop or stopped:
             break
     if bar is not None:
         bar.close()
     history = _history(
-        rows, run.metrics, epoch + 1, best_epoch, stopped_early=stopped, opt_state=opt_state
+        rows, run.metrics, epoch + 1, best[1], stopped_early=stopped, opt_state=state[1]
     )
-    return params, history
+    return (best[2] if patience is not None else params), history

@@ -72,18 +72,18 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x @ W + b``."""
-        y = self._check(x) @ self.W
+        y = self._check(x).dot(self.W)
         y += self.b
         return y
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(x @ W + b, pullback)``; the pullback skips ``g_x`` unless needed."""
         x = self._check(x)
-        y = x @ self.W
+        y = x.dot(self.W)
         y += self.b
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dense]:
-            g_x = g_y @ self.W.T if need_g_x else None
-            return g_x, Dense(x.T @ g_y, np.add.reduce(g_y, axis=0))
+            g_x = g_y.dot(self.W.T) if need_g_x else None
+            return g_x, Dense(x.T.dot(g_y), np.add.reduce(g_y, axis=0))
 
         return y, pullback
