@@ -125,7 +125,12 @@ def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:
     """``p - learning_rate * g`` in ``p``'s dtype, in one new read-only buffer."""
     if p.shape != g.shape:
         raise StructureError(f"params have shape {p.shape}, grads have shape {g.shape}")
-    out = np.multiply(g, -learning_rate, dtype=p.dtype, out=np.empty_like(p))
+    if g.dtype == p.dtype:
+        out = g * -learning_rate
+    else:
+        out = np.multiply(g, -learning_rate, dtype=p.dtype)
+    if type(out) is not np.ndarray:  # a 0-d leaf gives a numpy scalar
+        out = np.asarray(out)
     out += p
     out.setflags(write=False)  # ours alone: a record can keep it without a view
     return out

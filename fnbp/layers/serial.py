@@ -15,15 +15,21 @@ from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
 
+_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
+
 
 def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     layers = tuple(layers)
     for i, layer in enumerate(layers):
-        if not (hasattr(layer, "vjp") and hasattr(layer, "forward")) or isinstance(layer, type):
+        cls = type(layer)
+        if cls in _LAYER_CLASSES:
+            continue
+        if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
             hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
             raise TypeError(
                 f"Serial: layers[{i}] must be a layer with forward and vjp, got {layer!r}{hint}"
             )
+        _LAYER_CLASSES.add(cls)
     return layers
 
 
