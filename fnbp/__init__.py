@@ -15,7 +15,18 @@ __version__ = "0.1.0"
 
 from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree
 from .checkpoint import Checkpoint, CheckpointError
-from .core import Layer, backward, dtype_of, forward, update, value_and_grad, vjp
+from .core import (
+    Context,
+    Layer,
+    backward,
+    dtype_of,
+    forward,
+    init_state,
+    update,
+    value_and_grad,
+    vjp,
+    vjp_ctx,
+)
 from .errors import DivergenceError, DTypeError, ShapeError, StructureError
 from .layers import (
     Dense,
@@ -46,6 +57,9 @@ from .record import param, readonly, replace, static
 from .train import History, batches, evaluate, fit, predict
 
 __all__ = [
+    "Context",
+    "init_state",
+    "vjp_ctx",
     "History",
     "accuracy",
     "batches",

@@ -11,15 +11,28 @@ Every layer is an immutable record that provides
 ``backward`` is ``vjp`` followed by its pullback, so the two cannot drift.
 Subclassing :class:`Layer` gives ``forward`` for free from ``vjp``; any other
 object with these two methods plugs in just the same.
+
+Training mode is explicit. A layer that behaves differently in training
+(Dropout, BatchNorm) or combines other layers also implements
+
+* ``vjp_ctx(x, need_g_x, ctx) -> (y, pullback, new_state)``, where ``ctx`` is a
+  :class:`Context` holding ``train``, a ``key`` for randomness and the
+  layer's own ``state`` (running statistics), and
+* ``init_state() -> state`` when it keeps state.
+
+The public functions take ``train=``, ``key=`` and ``state=`` keywords; when
+none is given the plain ``forward``/``vjp`` run (inference). Whoever passes
+``state=`` gets the new state back as one more return value.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import numpy as np
 
-from . import tree
+from . import random, tree
 from .errors import DTypeError, ShapeError, StructureError
 
 if TYPE_CHECKING:
@@ -27,7 +40,10 @@ if TYPE_CHECKING:
 
     from .losses import Loss
 
-__all__ = ["Layer", "forward", "backward", "vjp", "update", "value_and_grad", "dtype_of"]
+__all__ = [
+    "Context", "Layer", "forward", "backward", "vjp", "update", "value_and_grad", "dtype_of",
+    "init_state", "vjp_ctx",
+]
 
 
 class LayerLike(Protocol):
@@ -56,6 +72,37 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} must implement vjp")
 
 
+@attrs.frozen
+class Context:
+    """What a layer may need besides its input: the mode, a random key, its state."""
+
+    train: bool = False
+    key: random.Key | None = None
+    state: Any = None
+
+
+def vjp_ctx(layer: Any, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
+    """``(y, pullback, new_state)`` of any layer; plain layers keep their state."""
+    method = getattr(layer, "vjp_ctx", None)
+    if method is None:
+        y, pullback = layer.vjp(x, need_g_x)
+        return y, pullback, ctx.state
+    return method(x, need_g_x, ctx)
+
+
+def init_state(net: Any) -> Any:
+    """The initial state of ``net`` (``None`` for layers that keep none).
+
+    Pass it as ``state=`` in training; fnbp hands back the updated state.
+    """
+    method = getattr(net, "init_state", None)
+    return None if method is None else method()
+
+
+def _plain(train: bool, key: Any, state: Any) -> bool:
+    return not train and key is None and state is None
+
+
 def dtype_of(params: Any) -> np.dtype:
     """The dtype of the first floating-point leaf of ``params`` (float64 if none)."""
     for leaf in tree.leaves(params):
@@ -65,60 +112,79 @@ def dtype_of(params: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _as_input(net: Any, x: Any) -> np.ndarray:
-    """Accept a numeric array; cast booleans and integers to the net's float dtype."""
+def _as_input(x: Any) -> np.ndarray:
+    """Accept a real numeric array (lists too); layers cast it as they need."""
     x = np.asarray(x)
-    kind = x.dtype.kind
-    if kind == "f":
-        return x
-    if kind in "biu":
-        return x.astype(dtype_of(net))
-    raise DTypeError(f"expected a real numeric input array, got dtype {x.dtype}")
+    if x.dtype.kind not in "biuf":
+        raise DTypeError(f"expected a real numeric input array, got dtype {x.dtype}")
+    return x
 
 
-def forward(net: LayerLike, x: Any) -> np.ndarray:
+def forward(
+    net: LayerLike, x: Any, *, train: bool = False, key: random.Key | None = None, state: Any = None
+) -> Any:
     """The output of ``net`` for the batch ``x``; pure: nothing is modified.
 
-    Boolean and integer inputs (a truth table, say) are cast once to the
-    network's float dtype; float inputs are cast by the first parametrised
-    layer to its own dtype.
+    Boolean and integer inputs (a truth table, say) are cast to the
+    parameters' float dtype by the first ``Dense`` layer, as are float
+    inputs of another precision. With ``train=True`` layers such as Dropout
+    use ``key``; with ``state=`` it returns ``(y, new_state)``.
     """
-    return net.forward(_as_input(net, x))
+    x = _as_input(x)
+    if _plain(train, key, state):
+        return net.forward(x)
+    y, _, new_state = vjp_ctx(net, x, False, Context(train, key, state))
+    return y if state is None else (y, new_state)
 
 
-def vjp(net: LayerLike, x: Any, *, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+def vjp(
+    net: LayerLike,
+    x: Any,
+    *,
+    need_g_x: bool = True,
+    train: bool = False,
+    key: random.Key | None = None,
+    state: Any = None,
+) -> tuple:
     """One forward pass: ``(y, pullback)`` with ``pullback(g_y) -> (g_x, grads)``.
 
     ``grads`` has the same class and structure as ``net``. With
     ``need_g_x=False`` the gradient with respect to ``x`` is not computed and
-    ``g_x`` is ``None`` (in training it is never used).
+    ``g_x`` is ``None`` (in training it is never used). With ``state=`` it
+    returns ``(y, pullback, new_state)``.
     """
-    return net.vjp(_as_input(net, x), need_g_x)
+    x = _as_input(x)
+    if _plain(train, key, state):
+        return net.vjp(x, need_g_x)
+    y, pullback, new_state = vjp_ctx(net, x, need_g_x, Context(train, key, state))
+    return (y, pullback) if state is None else (y, pullback, new_state)
 
 
-def backward(
-    net: LayerLike, x: Any, g_y: Any, *, need_g_x: bool = True
-) -> tuple[np.ndarray | None, Any]:
+def backward(net: LayerLike, x: Any, g_y: Any, *, need_g_x: bool = True, **ctx: Any) -> tuple:
     """``(g_x, grads)``: the gradients of ``sum(forward(net, x) * g_y)``.
 
     By the chain rule ``g_x = J_x^T g_y`` and ``grads = J_params^T g_y``.
     ``g_y`` must have the output's shape; it is cast to the output's dtype.
+    ``train``, ``key`` and ``state`` are as for :func:`vjp`; with ``state=``
+    it returns ``(g_x, grads, new_state)``.
     """
-    y, pullback = vjp(net, x, need_g_x=need_g_x)
+    y, pullback, *new_state = vjp(net, x, need_g_x=need_g_x, **ctx)
     g_y = np.asarray(g_y)
     if g_y.shape != y.shape:
         raise ShapeError(f"backward: g_y has shape {g_y.shape}, the output has shape {y.shape}")
-    return pullback(g_y.astype(y.dtype, copy=False))
+    return (*pullback(g_y.astype(y.dtype, copy=False)), *new_state)
 
 
-def value_and_grad(net: LayerLike, loss: Loss, x: Any, target: Any) -> tuple[np.floating, Any]:
+def value_and_grad(net: LayerLike, loss: Loss, x: Any, target: Any, **ctx: Any) -> tuple:
     """``(loss_value, grads)`` for a batch in one forward and one backward pass.
 
     The input gradient is skipped: only the parameter gradients are computed.
+    ``train``, ``key`` and ``state`` are as for :func:`vjp`; with ``state=``
+    it returns ``(loss_value, grads, new_state)``.
     """
-    y, pullback = vjp(net, x, need_g_x=False)
+    y, pullback, *new_state = vjp(net, x, need_g_x=False, **ctx)
     value, g_y = loss.value_and_grad(y, target)
-    return value, pullback(g_y)[1]
+    return (value, pullback(g_y)[1], *new_state)
 
 
 def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:

@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import random
-from ..core import Layer, LayerLike
-from ..errors import ShapeError
+from ..core import Context, Layer, LayerLike, init_state, vjp_ctx
+from ..errors import ShapeError, StructureError
 from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
@@ -77,16 +77,45 @@ class Serial(Layer):
                 raise e.within(f"layers[{i}]") from None
             pullbacks.append(pullback)
             need_g_x = need_g_x or _has_params(layer)
+        return x, _chain(pullbacks)
 
-        def pullback(g: np.ndarray) -> tuple[np.ndarray | None, Serial]:
-            grads = []
-            for pb in reversed(pullbacks):
-                g, g_layer = pb(g)
-                grads.append(g_layer)
-            grads.reverse()
-            return g, Serial._of(tuple(grads))
+    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
+        """:meth:`vjp` in training mode: one key and one state per layer."""
+        n = len(self.layers)
+        keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
+        states = (None,) * n if ctx.state is None else ctx.state
+        if type(states) is not tuple or len(states) != n:
+            raise StructureError(
+                f"Serial of {n} layers needs a tuple of {n} states, got {states!r}"
+            )
+        pullbacks, new_states = [], []
+        for i, (layer, k, s) in enumerate(zip(self.layers, keys, states, strict=True)):
+            try:
+                x, pullback, s = vjp_ctx(layer, x, need_g_x, Context(ctx.train, k, s))
+            except (ShapeError, StructureError) as e:
+                raise e.within(f"layers[{i}]") from None
+            pullbacks.append(pullback)
+            new_states.append(s)
+            need_g_x = need_g_x or _has_params(layer)
+        return x, _chain(pullbacks), tuple(new_states)
 
-        return x, pullback
+    def init_state(self) -> tuple:
+        """One state per layer (``None`` for those that keep none)."""
+        return tuple(init_state(layer) for layer in self.layers)
+
+
+def _chain(pullbacks: list[Callable]) -> Callable:
+    """The chain rule: run the layers' pullbacks in reverse, collect their grads."""
+
+    def pullback(g: np.ndarray) -> tuple[np.ndarray | None, Serial]:
+        grads = []
+        for pb in reversed(pullbacks):
+            g, g_layer = pb(g)
+            grads.append(g_layer)
+        grads.reverse()
+        return g, Serial._of(tuple(grads))
+
+    return pullback
 
 
 def mlp(
