@@ -1,4 +1,4 @@
-"""Checkpoints: params, optimizer state, step, key and metadata in one ``.npz`` file.
+"""Checkpoints: params, model state, optimizer state, step, key and metadata in one ``.npz``.
 
 :func:`save` writes every array leaf as its own array of an ``.npz`` archive, next
 to a JSON description of the trees (classes, static fields, shapes, dtypes). The
@@ -47,7 +47,7 @@ FORMAT_VERSION = 1
 _FORMAT = "fnbp.checkpoint"
 _HEADER = "__fnbp__"
 _ZIP_MAGIC = b"PK\x03\x04"  # how every .npz archive begins
-_SECTIONS = ("params", "opt_state", "key")
+_SECTIONS = ("params", "state", "opt_state", "key")
 _JSON_SCALARS = (type(None), bool, int, float, str)
 _SAVABLE_LEAVES = (np.ndarray, np.generic, bool, int, float, complex)
 # What reading a damaged or foreign file raises inside numpy and zipfile.
@@ -62,8 +62,10 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """What :func:`load` returns; also a template for ``load(..., like=...)``.
 
+    ``state`` is the model's state (BatchNorm's running statistics, from
+    :func:`fnbp.init_state` and training), ``opt_state`` the optimizer's.
     ``step`` and ``meta`` are static fields, so tree functions over a checkpoint
-    see only the arrays of ``params`` and ``opt_state``.
+    see only the arrays of ``params``, ``state`` and ``opt_state``.
     """
 
     params: Any
@@ -71,6 +73,7 @@ class Checkpoint:
     step: int = static(default=0)
     key: Any = None
     meta: dict[str, Any] | None = static(default=None)
+    state: Any = None
 
 
 class _Fail(Exception):
@@ -84,6 +87,7 @@ def save(
     path: str | os.PathLike[str],
     params: Any,
     *,
+    state: Any = None,
     opt_state: Any = None,
     step: int = 0,
     key: Any = None,
@@ -91,7 +95,7 @@ def save(
 ) -> None:
     """Write a checkpoint to ``path`` atomically (``.npz`` is appended if missing).
 
-    ``params``, ``opt_state`` and ``key`` are trees (see :mod:`fnbp.tree`) whose
+    ``params``, ``state``, ``opt_state`` and ``key`` are trees (see :mod:`fnbp.tree`) whose
     leaves are numpy arrays, numpy scalars or Python numbers (all stored as
     arrays; scalars come back as 0-d arrays). Static record fields must be
     ``None``, bool, int, float, str, or tuples, lists and str-keyed dicts of
@@ -110,7 +114,7 @@ def save(
         "step": _check_step(step),
         "meta": _check_meta(meta),
     }
-    for section, tree in zip(_SECTIONS, (params, opt_state, key), strict=True):
+    for section, tree in zip(_SECTIONS, (params, state, opt_state, key), strict=True):
         header[section] = _Encoder(section, arrays).encode(tree, section)
     arrays[_HEADER] = np.array(json.dumps(header))
     _write_atomically(target, arrays)
@@ -360,8 +364,9 @@ def _templates(like: Any) -> dict[str, Any]:
         return dict.fromkeys(_SECTIONS, _FREE)
     if isinstance(like, Checkpoint):
         opt = _FREE if like.opt_state is None else like.opt_state
-        return {"params": like.params, "opt_state": opt, "key": _FREE}
-    return {"params": like, "opt_state": _FREE, "key": _FREE}
+        state = _FREE if like.state is None else like.state
+        return {"params": like.params, "state": state, "opt_state": opt, "key": _FREE}
+    return {"params": like, "state": _FREE, "opt_state": _FREE, "key": _FREE}
 
 
 class _Decoder:

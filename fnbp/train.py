@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from . import random, tree
-from .core import dtype_of, forward, vjp
+from .core import dtype_of, forward, init_state, vjp
 from .errors import DivergenceError, DTypeError, ShapeError
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
@@ -46,9 +46,10 @@ def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool 
 class History:
     """What ``fit`` saw, per epoch: losses, metrics, and where it stopped.
 
-    ``opt_state`` is the optimizer state after the last epoch, and ``epochs``
-    the number of epochs completed in total: together with the params they
-    are what a checkpoint needs to resume.
+    ``state`` is the model state (BatchNorm statistics) and ``opt_state``
+    the optimizer state after the last epoch, and ``epochs`` the number of
+    epochs completed in total: with the params they are what a checkpoint
+    needs to resume.
     """
 
     train_loss: tuple[float, ...]
@@ -59,6 +60,7 @@ class History:
     best_epoch: int | None
     stopped_early: bool
     opt_state: Any = None
+    state: Any = None
 
 
 def _metric_fns(metrics: Sequence[str] | Mapping[str, Metric], loss: Loss) -> dict[str, Metric]:
@@ -84,14 +86,21 @@ def _as_data(net: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def predict(net: Any, x: Any, *, batch_size: int | None = None) -> np.ndarray:
-    """``forward(net, x)``, in batches of ``batch_size`` to bound memory."""
+def predict(net: Any, x: Any, *, batch_size: int | None = None, state: Any = None) -> np.ndarray:
+    """``forward(net, x)`` in inference mode, in batches of ``batch_size`` to bound memory.
+
+    ``state`` is the model state from training (BatchNorm's running statistics).
+    """
     x = np.asarray(x)
+    if state is not None:
+        return _batched(lambda xb: forward(net, xb, state=state)[0], x, batch_size)
+    return _batched(lambda xb: forward(net, xb), x, batch_size)
+
+
+def _batched(f: Callable, x: np.ndarray, batch_size: int | None) -> np.ndarray:
     if batch_size is None or len(x) <= batch_size:
-        return forward(net, x)
-    return np.concatenate(
-        [forward(net, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    )
+        return f(x)
+    return np.concatenate([f(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def evaluate(
@@ -102,10 +111,11 @@ def evaluate(
     *,
     metrics: Sequence[str] | Mapping[str, Metric] = (),
     batch_size: int | None = None,
+    state: Any = None,
 ) -> dict[str, float]:
-    """``{"loss": ..., metric: ...}`` of ``net`` on ``(x, y)``."""
+    """``{"loss": ..., metric: ...}`` of ``net`` on ``(x, y)``, in inference mode."""
     x, y = _as_data(net, x, y, "evaluate")
-    pred = predict(net, x, batch_size=batch_size)
+    pred = predict(net, x, batch_size=batch_size, state=state)
     out = {"loss": float(loss(pred, y))}
     out.update({name: float(fn(pred, y)) for name, fn in _metric_fns(metrics, loss).items()})
     return out
@@ -138,10 +148,11 @@ class _Run:
 def _epoch(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple:
     """One pass over the shuffled data: ``(state, logs)``.
 
-    ``state`` is ``(params, opt_state, last_good)``, ``last_good`` being the
-    last params whose loss was finite. Floating-point warnings are silenced
-    here: a NaN or inf is caught by the finiteness checks instead, and
-    reported with a message that says what to try.
+    ``state`` is ``(params, opt_state, model_state, last_good)``,
+    ``last_good`` being the last params whose loss was finite. Each step
+    runs in training mode with its own key, ``fold_in(epoch_key, step)``.
+    Floating-point warnings are silenced here: a NaN or inf is caught by the
+    finiteness checks instead, and reported with a message that says what to try.
     """
     with np.errstate(all="ignore"):
         return _steps(run, state, x, y, epoch)
@@ -150,12 +161,20 @@ def _epoch(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) ->
 def _steps(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple:
     from .optim import apply_updates
 
-    params, opt_state, last_good = state
-    order = batches(random.fold_in(run.key, epoch), len(x), run.batch_size, drop_last=run.drop_last)
+    params, opt_state, model_state, last_good = state
+    epoch_key = random.fold_in(run.key, epoch)
+    order = batches(epoch_key, len(x), run.batch_size, drop_last=run.drop_last)
     sums = dict.fromkeys(["loss", *run.metrics], 0.0)
     for step, idx in enumerate(order):
         xb, yb = x[idx], y[idx]
-        pred, pullback = vjp(params, xb, need_g_x=False)
+        pred, pullback, model_state = vjp(
+            params,
+            xb,
+            need_g_x=False,
+            train=True,
+            key=random.fold_in(epoch_key, step),
+            state=model_state,
+        )
         value, g_pred = run.loss.value_and_grad(pred, yb)
         if not math.isfinite(value):
             raise _diverged(epoch, step, "the loss", last_good)
@@ -168,7 +187,7 @@ def _steps(run: _Run, state: tuple, x: np.ndarray, y: np.ndarray, epoch: int) ->
     if not all(np.isfinite(leaf).all() for leaf in tree.leaves(params)):
         raise _diverged(epoch, len(order) - 1, "a parameter", last_good)
     seen = sum(len(idx) for idx in order)
-    return (params, opt_state, last_good), {k: v / seen for k, v in sums.items()}
+    return (params, opt_state, model_state, last_good), {k: v / seen for k, v in sums.items()}
 
 
 def _progress(enabled: bool | str, total: int) -> Any:
@@ -215,14 +234,19 @@ def fit(
     callbacks: Sequence[Callback] = (),
     drop_last: bool = False,
     opt_state: Any = None,
+    state: Any = None,
     initial_epoch: int = 0,
     progress: bool | str = "auto",
 ) -> tuple[Any, History]:
     """Train ``params`` on ``(x, y)`` with minibatches; return ``(params, history)``.
 
     Each epoch shuffles with ``fold_in(key, epoch)``. ``optimizer`` is an
-    ``fb.optim`` optimizer; ``opt_state`` and ``initial_epoch`` resume a run
-    exactly (``history.opt_state`` and ``history.epochs`` are what to save).
+    ``fb.optim`` optimizer. Steps run in training mode (Dropout active,
+    BatchNorm on batch statistics), each with a key ``fold_in(fold_in(key,
+    epoch), step)``; the model ``state`` (default ``init_state(params)``) is
+    threaded through. ``opt_state``, ``state`` and ``initial_epoch`` resume
+    a run exactly (save ``history.opt_state``, ``history.state`` and
+    ``history.epochs``).
     With ``validation=(x_val, y_val)`` the validation loss and ``metrics``
     (e.g. ``("accuracy",)``) are recorded each epoch. With ``patience``,
     training stops after that many epochs without a better validation loss
@@ -241,21 +265,22 @@ def fit(
         )
     val = _as_data(params, *validation, "fit validation") if validation is not None else None
     run = _Run(loss, optimizer, _metric_fns(metrics, loss), key, batch_size, drop_last)
-    state = (params, optimizer.init(params) if opt_state is None else opt_state, params)
+    opt_state = optimizer.init(params) if opt_state is None else opt_state
+    state = (params, opt_state, init_state(params) if state is None else state, params)
     rows: list[dict] = []
-    best = (math.inf, None, params)  # (monitored loss, epoch, params)
+    best = (math.inf, None, params, state[2])  # (monitored loss, epoch, params, model state)
     stopped, epoch = False, initial_epoch - 1
     bar = _progress(progress, epochs - initial_epoch)
     for epoch in range(initial_epoch, epochs):
         state, logs = _epoch(run, state, x, y, epoch)
         params = state[0]
         if val is not None:
-            v_logs = evaluate(params, loss, *val, metrics=run.metrics)
+            v_logs = evaluate(params, loss, *val, metrics=run.metrics, state=state[2])
             logs.update({f"val_{k}": v for k, v in v_logs.items()})
         rows.append(logs)
         monitored = logs.get("val_loss", logs["loss"])
         if monitored < best[0]:
-            best = (monitored, epoch, params)
+            best = (monitored, epoch, params, state[2])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4g}")
@@ -266,6 +291,12 @@ def fit(
     if bar is not None:
         bar.close()
     history = _history(
-        rows, run.metrics, epoch + 1, best[1], stopped_early=stopped, opt_state=state[1]
+        rows,
+        run.metrics,
+        epoch + 1,
+        best[1],
+        stopped_early=stopped,
+        opt_state=state[1],
+        state=best[3] if patience is not None else state[2],
     )
     return (best[2] if patience is not None else params), history
