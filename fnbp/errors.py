@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class _Located(ValueError):
+class LocatedError(ValueError):
     """A ValueError that knows where it happened, e.g. ``layers[2].W``.
 
     Combinators prepend their own position with :meth:`within` as the error
@@ -15,7 +15,7 @@ class _Located(ValueError):
         self.message = message
         self.path = path
 
-    def within(self, where: str) -> _Located:
+    def within(self, where: str) -> LocatedError:
         """Prefix ``where`` (``layers[2]``, ``.W``) to the path; returns ``self``."""
         if self.path and not self.path.startswith("["):
             where += "."
@@ -26,7 +26,7 @@ class _Located(ValueError):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ShapeError(_Located):
+class ShapeError(LocatedError):
     """An array reached a layer or loss with a shape or dtype it cannot take."""
 
 
@@ -34,7 +34,11 @@ class DTypeError(ShapeError, TypeError):
     """An array has a dtype fnbp cannot use here (strings, objects, complex...)."""
 
 
-class StructureError(_Located):
+class ModeError(LocatedError):
+    """A layer lacks what its mode needs, e.g. Dropout in training without a key."""
+
+
+class StructureError(LocatedError):
     """Two trees (params and grads, say) do not have the same structure."""
 
 

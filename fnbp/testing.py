@@ -112,27 +112,45 @@ def check_grads(
     eps: float = 1e-6,
     rtol: float = 1e-6,
     n_directions: int = 4,
+    train: bool = False,
+    layer_key: random.Key | None = None,
+    state: Any = None,
 ) -> GradCheck:
     """Check ``backward(layer, x, g_y)`` against finite differences.
 
     Checks the input gradient and every parameter leaf; returns a
     :class:`GradCheck` (worst relative error per leaf) and raises
     ``AssertionError`` with that table when any leaf exceeds ``rtol``.
-    Use float64 parameters and inputs.
+    Use float64 parameters and inputs. An integer or boolean ``x`` (the ids
+    of an Embedding) is not differentiable: only the parameters are checked.
+
+    ``key`` drives the checker (the cotangent, the directions). ``train``,
+    ``layer_key`` and ``state`` are passed to every ``forward`` and
+    ``backward`` as ``train=``, ``key=`` and ``state=``: the one
+    ``layer_key`` each time, so a Dropout mask stays fixed while the
+    differences are taken, and BatchNorm can be checked in training mode
+    (through its batch statistics) or in inference with a given state.
     """
     key = random.key(0) if key is None else key
     k_cot, k_dir = random.split(key)
     x = np.asarray(x)
-    y = forward(layer, x)
+    ctx = {"train": train, "key": layer_key, "state": state}
+
+    def run(net: Any, x_: np.ndarray) -> np.ndarray:
+        y = forward(net, x_, **ctx)
+        return y if state is None else y[0]
+
+    y = run(layer, x)
     g_y = random.normal(k_cot, y.shape).astype(y.dtype)
-    g_x, grads = backward(layer, x, g_y)
+    g_x, grads = backward(layer, x, g_y, **ctx)[:2]
     flat, unravel = tree.ravel(layer)
 
     def phi_x(x_: np.ndarray) -> float:
-        return float(np.vdot(forward(layer, x_), g_y))
+        return float(np.vdot(run(layer, x_), g_y))
 
-    exact = {"x": g_x}
-    probes = {"x": (phi_x, x)}
+    exact, probes = {}, {}
+    if x.dtype.kind == "f":
+        exact["x"], probes["x"] = g_x, (phi_x, x)
     offset = 0
     for path, leaf in tree.leaves_with_paths(layer):
         size = np.size(leaf)
@@ -142,7 +160,7 @@ def check_grads(
         def phi(t: np.ndarray, start: int = offset, size: int = size) -> float:
             theta = flat.copy()
             theta[start : start + size] = t.ravel()
-            return float(np.vdot(forward(unravel(theta), x), g_y))
+            return float(np.vdot(run(unravel(theta), x), g_y))
 
         probes[path] = (phi, np.asarray(leaf))
         offset += size

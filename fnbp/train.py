@@ -76,11 +76,13 @@ def _metric_fns(metrics: Sequence[str] | Mapping[str, Metric], loss: Loss) -> di
 
 
 def _as_data(net: Any, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cast inputs once to the network's dtype; check x and y have one length."""
+    """Cast float inputs once to the network's dtype (integer ids and truth tables
+    are left to the first layer); check x and y have one length."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype.kind not in "biuf":
         raise DTypeError(f"{what}: inputs must be real numbers, got dtype {x.dtype}")
-    x = x.astype(dtype_of(net), copy=False)
+    if x.dtype.kind == "f":
+        x = x.astype(dtype_of(net), copy=False)
     if len(x) != len(y):
         raise ShapeError(f"{what}: {len(x)} inputs but {len(y)} targets")
     return x, y

@@ -10,7 +10,7 @@ from numpy.typing import DTypeLike
 
 from .. import random
 from ..core import Context, Layer, LayerLike, init_state, vjp_ctx
-from ..errors import ShapeError, StructureError
+from ..errors import LocatedError, StructureError
 from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
@@ -63,7 +63,7 @@ class Serial(Layer):
         for i, layer in enumerate(self.layers):
             try:
                 x = layer.forward(x)
-            except ShapeError as e:
+            except LocatedError as e:
                 raise e.within(f"layers[{i}]") from None
         return x
 
@@ -73,7 +73,7 @@ class Serial(Layer):
         for i, layer in enumerate(self.layers):
             try:
                 x, pullback = layer.vjp(x, need_g_x)
-            except ShapeError as e:
+            except LocatedError as e:
                 raise e.within(f"layers[{i}]") from None
             pullbacks.append(pullback)
             need_g_x = need_g_x or _has_params(layer)
@@ -92,7 +92,7 @@ class Serial(Layer):
         for i, (layer, k, s) in enumerate(zip(self.layers, keys, states, strict=True)):
             try:
                 x, pullback, s = vjp_ctx(layer, x, need_g_x, Context(ctx.train, k, s))
-            except (ShapeError, StructureError) as e:
+            except LocatedError as e:
                 raise e.within(f"layers[{i}]") from None
             pullbacks.append(pullback)
             new_states.append(s)

@@ -1,0 +1,100 @@
+"""Embedding: integer ids in, rows of a learned table out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+from numpy.typing import DTypeLike
+
+from .. import random
+from ..core import Layer
+from ..errors import DTypeError, ShapeError
+from ..record import param
+
+__all__ = ["Embedding"]
+
+
+@attrs.frozen
+class Embedding(Layer):
+    """A lookup table: ``y[..., :] = table[ids[...]]``.
+
+    ``table`` has shape ``(num_embeddings, dim)``; ``ids`` is an integer array
+    of any shape, and ``y`` has shape ``ids.shape + (dim,)``. Every id must lie
+    in ``[0, num_embeddings)``: a negative or too large id is a
+    :class:`~fnbp.ShapeError` (no wrap-around), a float or bool array a
+    :class:`~fnbp.DTypeError`.
+
+    The table's gradient adds up the output gradients of every position that
+    looked up a row, so repeated ids accumulate (``np.add.at``)::
+
+        g_table[k] = sum over positions p with ids[p] == k of g_y[p]
+
+    Ids are not differentiable: ``g_x`` is always ``None``, even when asked
+    for. So an Embedding must be the first layer of a ``Serial`` (whatever
+    comes before it would receive no gradient; in practice a float output
+    reaching it is already rejected as ids).
+    """
+
+    table: np.ndarray = param()
+
+    @classmethod
+    def init(
+        cls,
+        key: random.Key,
+        num_embeddings: int,
+        dim: int,
+        *,
+        std: float = 1.0,
+        dtype: DTypeLike = np.float32,
+    ) -> Embedding:
+        """A new table of ``num_embeddings`` rows of size ``dim``, drawn from ``N(0, std**2)``.
+
+        The default ``std = 1`` is PyTorch's: each output component has unit
+        variance, as a normalised activation would.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Embedding.init: dtype must be a float type, got {dtype}")
+        if num_embeddings < 1 or dim < 1:
+            raise ValueError(
+                f"Embedding.init: num_embeddings and dim must be >= 1, got {num_embeddings}, {dim}"
+            )
+        table = random.normal(key, (num_embeddings, dim), dtype=dtype)
+        table *= float(std)
+        return cls(table)
+
+    def _check(self, ids: np.ndarray) -> np.ndarray:
+        table = self.table
+        if table.ndim != 2:
+            raise ShapeError(f"Embedding needs a table of shape (num, dim), got {table.shape}")
+        n, dim = table.shape
+        if ids.dtype.kind not in "iu":
+            raise DTypeError(
+                f"Embedding({n}, {dim}) expects integer ids, got dtype {ids.dtype} "
+                "(ids cast to float on the way? pass them as an integer array)"
+            )
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            bad = np.flatnonzero((ids < 0) | (ids >= n))[0]
+            where = np.unravel_index(bad, ids.shape)
+            raise ShapeError(
+                f"Embedding({n}, {dim}): id {ids.flat[bad]} at index "
+                f"{tuple(int(i) for i in where)} is out of range; ids must be in [0, {n})"
+            )
+        return ids
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``table[x]``, of shape ``x.shape + (dim,)``."""
+        return self.table[self._check(x)]
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """``(table[x], pullback)``; the pullback's ``g_x`` is always ``None``."""
+        ids = self._check(x)
+
+        def pullback(g_y: np.ndarray) -> tuple[None, Embedding]:
+            g_table = np.zeros_like(self.table)
+            np.add.at(g_table, ids.ravel(), g_y.reshape(-1, self.table.shape[1]))
+            return None, Embedding(g_table)
+
+        return self.table[ids], pullback
