@@ -8,15 +8,28 @@ input's dtype and neither warn nor overflow at inputs of +-1000.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 
-from .._numeric import exp_cut, softplus
+from .._numeric import exp_cut, exp_cutoff, softplus
 from ..core import Layer
 from ..record import static
 
-__all__ = ["Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softplus", "Softmax", "LogSoftmax"]
+__all__ = [
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "Softplus",
+    "Softmax",
+    "LogSoftmax",
+    "GELU",
+    "ELU",
+    "SiLU",
+]
 
 
 class _Activation(Layer):
@@ -167,3 +180,279 @@ class LogSoftmax(_Activation):
         g_x *= -g_y.sum(axis=-1, keepdims=True)
         g_x += g_y
         return g_x
+
+
+# --- GELU, ELU, SiLU -----------------------------------------------------------------------------
+
+
+class _KeepsAux(_Activation):
+    """An activation whose derivative reuses an intermediate of its forward pass.
+
+    ``_parts(x) -> (y, aux)``; ``_slope(x, aux)`` is ``dy/dx`` in a new array.
+    """
+
+    __slots__ = ()
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def _slope(self, x: np.ndarray, aux: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._parts(x)[0]
+
+    def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
+        g_x = self._slope(x, self._parts(x)[1])
+        g_x *= g_y
+        return g_x
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """``(f(x), pullback)``, keeping what the derivative needs from the forward pass."""
+        y, aux = self._parts(x)
+
+        def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _KeepsAux]:
+            if not need_g_x:
+                return None, self
+            g_x = self._slope(x, aux)
+            g_x *= g_y
+            return g_x, self
+
+        return y, pullback
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """``x`` itself if floating point, else as float64 (as ``np.tanh`` would)."""
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+# W. J. Cody's rational Chebyshev approximations of erf and erfc (Math. Comp. 23, 1969;
+# the coefficients of his SPECFUN routine CALERF), good to about 1e-16 relative error.
+# Polynomials are listed from the highest power down, for Horner's rule.
+# fmt: off
+_ERF_NUM = (1.85777706184603153e-1, 3.16112374387056560e00, 1.13864154151050156e02,
+            3.77485237685302021e02, 3.20937758913846947e03)
+_ERF_DEN = (1.0, 2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+            2.84423683343917062e03)
+_ERFC_NUM = (2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e00,
+             6.61191906371416295e01, 2.98635138197400131e02, 8.81952221241769090e02,
+             1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03)
+_ERFC_DEN = (1.0, 1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+             1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+             3.43936767414372164e03, 1.23033935480374942e03)
+_TAIL_NUM = (1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1,
+             1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4)
+_TAIL_DEN = (1.0, 2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
+             6.05183413124413191e-2, 2.33520497626869185e-3)
+# fmt: on
+_SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+_INV_SQRT_PI = 0.5641895835477563  # 1 / sqrt(pi)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+_TINY = 1e-15  # squares of magnitudes below this are taken as 1e-30: no underflow
+
+
+def _square(v: np.ndarray) -> np.ndarray:
+    """``v**2`` in a new array, with ``|v|`` raised to at least 1e-15 so it cannot underflow.
+
+    Used only where ``v**2`` is added to 1 or is the argument of a smooth function,
+    so the floor changes nothing a float can hold.
+    """
+    out = np.abs(v)
+    np.maximum(out, _TINY, out=out)
+    out *= out
+    return out
+
+
+def _ratio(num: tuple[float, ...], den: tuple[float, ...], t: np.ndarray) -> np.ndarray:
+    """``num(t) / den(t)`` by Horner's rule, in a new array of ``t``'s dtype."""
+    p = np.full_like(t, num[0])
+    for c in num[1:]:
+        p *= t
+        p += c
+    q = np.full_like(t, den[0])
+    for c in den[1:]:
+        q *= t
+        q += c
+    p /= q
+    return p
+
+
+def _exp_neg_half_square(x: np.ndarray) -> np.ndarray:
+    """``exp(-x**2 / 2)`` in a new array, 0 where ``-x**2 / 2 < exp_cutoff``: nothing underflows.
+
+    ``x**2`` is split as ``k**2 + (|x| - k)(|x| + k)`` with ``k = floor(16 |x|) / 16``,
+    whose square is exact, so the rounding of ``x**2`` does not grow into the result.
+    """
+    a = np.abs(x)
+    np.clip(a, _TINY, np.sqrt(-2.0 * exp_cutoff(a.dtype)) + 1.0, out=a)  # a**2 stays finite
+    k = np.multiply(a, 16.0)
+    np.floor(k, out=k)
+    k /= 16.0
+    rest = np.subtract(a, k)
+    rest *= a + k
+    rest *= -0.5
+    np.exp(rest, out=rest)  # exp of at most |x| / 16: a factor in (0.09, 1]
+    k *= k
+    k *= -0.5
+    out = exp_cut(k)
+    out *= rest
+    return out
+
+
+def _erfc_factor(z: np.ndarray) -> np.ndarray:
+    """``r(z) = erfc(z) * exp(z**2)`` for ``z >= 0.46875`` (values below are clipped up)."""
+    r = _ratio(_ERFC_NUM, _ERFC_DEN, np.clip(z, 0.46875, 4.0))
+    if not z.max(initial=0.0) > 4.0:
+        return r
+    zt = np.maximum(z, 4.0)
+    w = np.multiply(zt, zt)
+    np.divide(1.0, w, out=w)
+    tail = _ratio(_TAIL_NUM, _TAIL_DEN, w)
+    tail *= w
+    np.subtract(_INV_SQRT_PI, tail, out=tail)
+    tail /= zt
+    return np.where(z <= 4.0, r, tail)
+
+
+def _normal(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Phi(x), phi(x))``: the standard normal CDF and density, in new arrays.
+
+    ``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` by Cody's rational approximations:
+    ``erf`` near 0, ``erfc(|x| / sqrt(2)) = exp(-x**2 / 2) r(|x| / sqrt(2))`` beyond,
+    so the lower tail keeps its relative accuracy (``Phi(-30)`` is about 5e-198,
+    not 0); ``phi(x) = exp(-x**2 / 2) / sqrt(2 pi)`` shares the exponential.
+    Where ``exp(-x**2 / 2)`` would come near the dtype's smallest normal number,
+    it is taken as 0, so nothing underflows.
+    """
+    x = _as_float(x)
+    s = x * _SQRT_HALF
+    z = np.abs(s)
+    gauss = _exp_neg_half_square(x)
+    half = _erfc_factor(z)
+    half *= gauss
+    half *= 0.5  # Phi(-|x|)
+    cdf = np.where(s < 0, half, 1.0 - half)
+    near = z <= 0.46875
+    if near.any():
+        sn = np.clip(s, -0.46875, 0.46875)
+        erf = _ratio(_ERF_NUM, _ERF_DEN, _square(sn))
+        erf *= sn
+        erf *= 0.5
+        erf += 0.5
+        cdf = np.where(near, erf, cdf)
+    gauss *= _INV_SQRT_2PI
+    return cdf, gauss
+
+
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_A = 0.044715
+_GELU_CLIP = 20.0  # beyond it tanh(sqrt(2/pi) (x + 0.044715 x**3)) is exactly +-1
+
+
+@attrs.frozen
+class GELU(_KeepsAux):
+    """Gaussian error linear unit ``y = x * Phi(x)``, ``Phi`` the standard normal CDF.
+
+    ``approximate="none"`` (the default) is the exact form, ``Phi`` computed from
+    ``erf``; its derivative is ``dy/dx = Phi(x) + x * phi(x)`` with
+    ``phi(x) = exp(-x**2 / 2) / sqrt(2 pi)``.
+
+    ``approximate="tanh"`` is the tanh form ``y = x * (1 + t) / 2`` with
+    ``t = tanh(u)``, ``u = sqrt(2/pi) * (x + 0.044715 x**3)``; its exact derivative
+    is ``dy/dx = (1 + t) / 2 + x * (1 - t**2) * sqrt(2/pi) * (1 + 3 * 0.044715 x**2) / 2``.
+
+    The backward pass reuses ``Phi(x)`` and ``phi(x)`` (or ``t``) from the forward pass.
+    """
+
+    approximate: str = static(default="none", validator=attrs.validators.in_(("none", "tanh")))
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        if self.approximate == "tanh":
+            t = _gelu_tanh_t(x)
+            y = np.add(t, 1.0)
+            y *= x
+            y *= 0.5
+            return y, t
+        cdf, pdf = _normal(x)
+        return np.multiply(x, cdf, dtype=cdf.dtype), (cdf, pdf)
+
+    def _slope(self, x: np.ndarray, aux: Any) -> np.ndarray:
+        if self.approximate == "tanh":
+            return _gelu_tanh_slope(x, aux)
+        cdf, pdf = aux
+        d = np.multiply(x, pdf, dtype=pdf.dtype)
+        d += cdf
+        return d
+
+
+def _gelu_tanh_t(x: np.ndarray) -> np.ndarray:
+    """``tanh(sqrt(2/pi) (x + 0.044715 x**3))``; ``x`` clipped first so ``x**3`` stays finite."""
+    xc = np.clip(_as_float(x), -_GELU_CLIP, _GELU_CLIP)
+    u = _square(xc)
+    u *= _GELU_A
+    u += 1.0
+    u *= xc
+    u *= _GELU_C
+    np.tanh(u, out=u)
+    return u
+
+
+def _gelu_tanh_slope(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``(1 + t)/2 + x (1 - t**2) sqrt(2/pi) (1 + 3 a x**2) / 2``; ``1 - t**2`` is 0 beyond
+    the clip, so clipping ``x`` changes nothing there."""
+    xc = np.clip(_as_float(x), -_GELU_CLIP, _GELU_CLIP)
+    d = _square(xc)
+    d *= 3.0 * _GELU_A
+    d += 1.0
+    d *= xc
+    d *= _GELU_C
+    d *= 1.0 - t
+    d *= 1.0 + t  # 1 - t**2, without underflow at tiny t
+    d += 1.0 + t
+    d *= 0.5
+    return d
+
+
+@attrs.frozen
+class ELU(_KeepsAux):
+    """Exponential linear unit: ``y = x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``.
+
+    Derivative from the output: ``dy/dx = 1`` where ``x > 0``, else ``y + alpha``
+    (``= alpha * exp(x)``). ``exp`` is only taken of ``min(x, 0)``, as ``expm1``.
+    """
+
+    alpha: float = static(default=1.0, converter=float)
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        neg = np.minimum(_as_float(x), 0.0)
+        np.expm1(neg, out=neg)
+        neg *= self.alpha
+        y = np.where(x > 0, x, neg)
+        return y, y
+
+    def _slope(self, x: np.ndarray, aux: np.ndarray) -> np.ndarray:
+        d = np.add(aux, self.alpha)
+        d[x > 0] = 1.0
+        return d
+
+
+@attrs.frozen
+class SiLU(_KeepsAux):
+    """Sigmoid linear unit (swish): ``y = x * s`` with ``s = sigmoid(x) = (1 + tanh(x/2)) / 2``.
+
+    Derivative: ``dy/dx = s + x s (1 - s) = s (1 + x (1 - s))``, reusing ``s``.
+    """
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.multiply(_as_float(x), 0.5)
+        np.tanh(s, out=s)
+        s += 1.0
+        s *= 0.5
+        return s * x, s
+
+    def _slope(self, x: np.ndarray, aux: np.ndarray) -> np.ndarray:
+        d = np.subtract(1.0, aux)
+        d *= x
+        d += 1.0
+        d *= aux
+        return d

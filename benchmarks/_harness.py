@@ -1,0 +1,362 @@
+"""Shared helpers of the fnbp benchmark scripts.
+
+Timing: each contender is a zero-argument callable doing one *repetition*
+(several training steps). :func:`interleave` warms every contender up, then
+runs them round-robin -- one call of each per round, the order rotating from
+round to round -- so slow drifts of a shared machine hit all of them alike.
+Ratios are taken pair by pair within a round (:func:`pair_ratios`) and
+summarised by their median and min-max (:class:`Summary`).
+
+Everything here needs only the standard library and numpy; threadpoolctl,
+scikit-learn and torch are looked up when present and reported as absent
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import hashlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = [
+    "Summary",
+    "interleave",
+    "pair_ratios",
+    "markdown_table",
+    "machine_facts",
+    "facts_markdown",
+    "parse_args",
+    "fmt_rate",
+    "fmt_us",
+    "fmt_bytes",
+    "fmt_ratio",
+    "fmt_pct",
+    "write_json",
+    "optional_import",
+    "limit_blas_threads",
+    "load_average",
+]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median and spread of repeated measurements."""
+
+    median: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        """The median, minimum and maximum of ``values`` (which must be non-empty)."""
+        if not values:
+            raise ValueError("Summary.of needs at least one value")
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def map(self, f: Callable[[float], float]) -> Summary:
+        """Apply a monotone ``f`` to every statistic (a decreasing ``f`` swaps lo and hi)."""
+        a, b = f(self.lo), f(self.hi)
+        return Summary(f(self.median), min(a, b), max(a, b), self.n)
+
+
+def interleave(
+    contenders: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 2,
+    collect: bool = True,
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender, ``repeats`` rounds after ``warmup`` rounds.
+
+    Round ``r`` calls every contender once, starting at contender ``r mod k``,
+    so no contender always runs first (right after a garbage collection) or
+    last. With ``collect`` a full ``gc.collect()`` runs before each call, so
+    the garbage one contender leaves does not bill the next; the collector
+    stays enabled while a contender runs, as it is for a user.
+    """
+    names = list(contenders)
+    k = len(names)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + repeats):
+        for j in range(k):
+            name = names[(r + j) % k]
+            fn = contenders[name]
+            if collect:
+                gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                times[name].append(dt)
+    return times
+
+
+def pair_ratios(num: Sequence[float], den: Sequence[float]) -> list[float]:
+    """``num[i] / den[i]`` for each round ``i`` (measurements from the same round)."""
+    if len(num) != len(den):
+        raise ValueError(f"pair_ratios: {len(num)} vs {len(den)} measurements")
+    return [a / b for a, b in zip(num, den, strict=True)]
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _spread(s: Summary, fmt: Callable[[float], str]) -> str:
+    return f"{fmt(s.median)} ({fmt(s.lo)}-{fmt(s.hi)})"
+
+
+def fmt_rate(s: Summary) -> str:
+    """Samples per second with thousands separators: ``118,200 (112,000-121,300)``."""
+    return _spread(s, lambda v: f"{v:,.0f}")
+
+
+def fmt_us(s: Summary) -> str:
+    """Microseconds with one decimal."""
+    return _spread(s, lambda v: f"{v:.1f}")
+
+
+def fmt_ratio(s: Summary) -> str:
+    """A dimensionless ratio with two decimals: ``1.52x (1.41-1.60)``."""
+    return f"{s.median:.2f}x ({s.lo:.2f}-{s.hi:.2f})"
+
+
+def fmt_pct(s: Summary) -> str:
+    """A fraction as a percentage: ``87% (84-90)``."""
+    return f"{100 * s.median:.0f}% ({100 * s.lo:.0f}-{100 * s.hi:.0f})"
+
+
+def fmt_bytes(n: float) -> str:
+    """A byte count in MiB (or KiB below one MiB)."""
+    if abs(n) >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    return f"{n / 1024:.1f} KiB"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table; the first column is left-aligned, the others right."""
+    cols = [list(map(str, c)) for c in zip(headers, *rows, strict=True)]
+    widths = [max(len(x) for x in c) for c in cols]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(out) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            (":" + "-" * (w + 1)) if i == 0 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+# ----------------------------------------------------------------------------- machine facts
+
+
+def optional_import(name: str) -> Any | None:
+    """``import name`` or ``None`` when it is not installed (or fails to import)."""
+    try:
+        return __import__(name, fromlist=["_"])
+    except Exception:  # an optional peer may fail in any way
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _source_digest() -> str:
+    """A short sha256 of fnbp's Python sources, to identify uncommitted code that was measured."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "fnbp").rglob("*.py")):
+        h.update(str(path.relative_to(ROOT)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _blas_from_threadpoolctl() -> list[str]:
+    tpc = optional_import("threadpoolctl")
+    if tpc is None:
+        return ["threadpoolctl not installed: BLAS threads unknown"]
+    rows = []
+    for info in tpc.threadpool_info():
+        lib = Path(info.get("filepath", "?")).name
+        owner = Path(info.get("filepath", "?")).parent.name
+        rows.append(
+            f"{info.get('user_api')}: {info.get('internal_api')} {info.get('version')} "
+            f"({info.get('architecture', '-')}, {info.get('threading_layer', '-')}), "
+            f"num_threads={info.get('num_threads')} [{owner}/{lib}]"
+        )
+    return rows or ["threadpoolctl found no thread pools"]
+
+
+def _numpy_blas_build() -> str:
+    try:
+        cfg = np.show_config(mode="dicts")  # numpy >= 1.25
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older numpy or an unusual build
+        return "unknown"
+
+
+_ENV = re.compile(r"^(OPENBLAS|OMP_|MKL|BLIS|NVPL|VECLIB|GOTO|NUMEXPR|PYTHONHASHSEED)")
+
+
+def machine_facts() -> dict[str, Any]:
+    """Facts that decide what a timing means, as a JSON-able dict."""
+    facts: dict[str, Any] = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "git HEAD": _git("rev-parse", "HEAD"),
+        "fnbp tree": "dirty" if _git("status", "--porcelain", "fnbp") else "clean",
+        "fnbp sources sha256[:12]": _source_digest(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "os.cpu_count": os.cpu_count(),
+        "load average (1, 5, 15 min) at start": load_average(),
+        "numpy": np.__version__,
+        "numpy BLAS (build)": _numpy_blas_build(),
+        "thread pools (threadpoolctl)": _blas_from_threadpoolctl(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        facts["usable cpus (affinity)"] = len(os.sched_getaffinity(0))
+    fnbp = optional_import("fnbp")
+    facts["fnbp"] = getattr(fnbp, "__version__", "not importable")
+    facts["fnbp imported from"] = str(Path(getattr(fnbp, "__file__", "?")).parent)
+    for peer in ("sklearn", "torch", "threadpoolctl", "psutil"):
+        mod = sys.modules.get(peer) or optional_import(peer)
+        facts[peer] = getattr(mod, "__version__", "installed") if mod else "not installed"
+    env = {k: v for k, v in sorted(os.environ.items()) if _ENV.match(k)}
+    facts["environment"] = env or "no BLAS/OpenMP variables set"
+    return facts
+
+
+def facts_markdown(facts: Mapping[str, Any]) -> str:
+    """The machine facts as a markdown bullet list."""
+    lines = []
+    for k, v in facts.items():
+        if isinstance(v, list):
+            lines.append(f"- {k}:")
+            lines += [f"  - {x}" for x in v]
+        elif isinstance(v, dict):
+            lines.append(f"- {k}: " + ", ".join(f"`{a}={b}`" for a, b in v.items()))
+        else:
+            lines.append(f"- {k}: {v}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None,
+    *,
+    repeats: int,
+    warmup: int,
+    quick_repeats: int = 3,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The common command line: ``--quick``, ``--repeats``, ``--warmup``, ``--json``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--quick", action="store_true", help="a few repeats only: a smoke test, not a measurement"
+    )
+    p.add_argument("--repeats", type=int, default=None, help=f"timed rounds (default {repeats})")
+    p.add_argument("--warmup", type=int, default=None, help=f"untimed rounds (default {warmup})")
+    p.add_argument("--json", type=Path, default=None, help="also write raw results to this file")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads with threadpoolctl (default: leave numpy's BLAS as it is)",
+    )
+    if extra is not None:
+        extra(p)
+    args = p.parse_args(argv)
+    if args.blas_threads is not None:
+        limit_blas_threads(args.blas_threads)
+    if args.repeats is None:
+        args.repeats = quick_repeats if args.quick else repeats
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else warmup
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+    return args
+
+
+_LIMITS: list[Any] = []
+
+
+def limit_blas_threads(n: int) -> None:
+    """Limit every BLAS thread pool to ``n`` threads for the rest of the process."""
+    tpc = optional_import("threadpoolctl")
+    if tpc is None:
+        raise SystemExit("--blas-threads needs threadpoolctl (pip install threadpoolctl)")
+    _LIMITS.append(tpc.threadpool_limits(limits=n, user_api="blas"))
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other processes compete for the cores)."""
+    if not hasattr(os, "getloadavg"):
+        return "n/a"
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Summary):
+        return asdict(x)
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
+
+
+def write_json(path: Path | None, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` (with :class:`Summary` values) to ``path`` atomically, if given."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(dict(payload)), indent=1) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,256 @@
+"""Residual and Parallel: ResNet-style blocks and branches as one expression.
+
+``Residual(f)`` computes ``x + f(x)``; ``Parallel(branches)`` feeds one input
+to every branch and concatenates their outputs along the last axis (or sums
+them). Both are records like ``Serial``: their gradient record is one of their
+own class holding the children's gradient records, so ``update`` and the
+optimizers work on them unchanged, and in training mode they hand each child
+its own key and state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .. import random
+from ..core import Context, Layer, LayerLike, init_state, vjp_ctx
+from ..errors import ShapeError, StructureError
+from ..record import static
+
+__all__ = ["Residual", "Parallel"]
+
+_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
+
+
+def _check_layer(layer: Any, owner: str, where: str) -> Any:
+    """``layer`` itself if it has ``forward`` and ``vjp``; a TypeError naming ``where`` if not."""
+    cls = type(layer)
+    if cls in _LAYER_CLASSES:
+        return layer
+    if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
+        hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
+        raise TypeError(
+            f"{owner}: {where} must be a layer with forward and vjp, got {layer!r}{hint}"
+        )
+    _LAYER_CLASSES.add(cls)
+    return layer
+
+
+def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
+    if isinstance(branches, str) or not isinstance(branches, Sequence):
+        raise TypeError(f"Parallel: branches must be a sequence of layers, got {branches!r}")
+    branches = tuple(branches)
+    if not branches:
+        raise ValueError("Parallel needs at least one branch")
+    for i, layer in enumerate(branches):
+        _check_layer(layer, "Parallel", f"branches[{i}]")
+    return branches
+
+
+def _keys_and_states(ctx: Context, n: int, owner: str) -> tuple[tuple, tuple]:
+    """One key per child (split from ``ctx.key``) and the tuple of ``n`` child states."""
+    keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
+    states = (None,) * n if ctx.state is None else ctx.state
+    if type(states) is not tuple or len(states) != n:
+        raise StructureError(f"{owner} needs a tuple of {n} states, got {states!r}")
+    return keys, states
+
+
+# --- Residual ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Residual(Layer):
+    """A skip connection: ``y = x + f(x)``, ``f`` any layer (often a ``Serial``).
+
+    ``f`` must keep its input's shape. The gradients are ``g_x = g_y + J_f^T g_y``
+    and ``grads = Residual(grads of f)``. The output takes ``f(x)``'s dtype (as
+    a first ``Dense`` casts its input to its parameters' dtype). In training
+    mode ``f`` gets the key and the state unchanged: a Residual's state is ``f``'s.
+    """
+
+    f: LayerLike = attrs.field(validator=lambda _r, _a, f: _check_layer(f, "Residual", "f"))
+
+    @classmethod
+    def _of(cls, f: Any) -> Residual:
+        """A Residual around an already-checked record (a gradient record), without checks."""
+        record = object.__new__(cls)
+        object.__setattr__(record, "f", f)
+        return record
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x + f.forward(x)``."""
+        try:
+            y_f = self.f.forward(x)
+        except ShapeError as e:
+            raise e.within("f") from None
+        return _skip(x, y_f)
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """``(x + f(x), pullback)``; ``g_x`` is skipped, in ``f`` too, unless asked for."""
+        try:
+            y_f, pullback_f = self.f.vjp(x, need_g_x)
+        except ShapeError as e:
+            raise e.within("f") from None
+        return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x)
+
+    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
+        """:meth:`vjp` in training mode: ``f`` gets ``ctx`` as it is; ``f``'s new state is ours."""
+        try:
+            y_f, pullback_f, state = vjp_ctx(self.f, x, need_g_x, ctx)
+        except (ShapeError, StructureError) as e:
+            raise e.within("f") from None
+        return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x), state
+
+    def init_state(self) -> Any:
+        """``f``'s initial state."""
+        return init_state(self.f)
+
+
+def _skip(x: np.ndarray, y_f: np.ndarray) -> np.ndarray:
+    """``x + y_f`` in a new array of ``y_f``'s dtype, after checking the shapes agree."""
+    if y_f.shape != x.shape:
+        raise ShapeError(
+            f"Residual: f maps input of shape {x.shape} to shape {y_f.shape}; "
+            f"x + f(x) needs f to keep the shape"
+        )
+    return np.add(x, y_f, dtype=y_f.dtype)
+
+
+def _residual_pullback(pullback_f: Callable, need_g_x: bool) -> Callable:
+    def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Residual]:
+        g_x_f, grads_f = pullback_f(g_y)
+        g_x = np.add(g_y, g_x_f) if need_g_x else None
+        return g_x, Residual._of(grads_f)
+
+    return pullback
+
+
+# --- Parallel ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Parallel(Layer):
+    """Branches side by side: every branch gets the same ``x``.
+
+    ``combine="concat"`` (the default) concatenates the branch outputs along
+    the last axis (channels last), so they must agree on every other axis;
+    ``combine="sum"`` adds them, so they must have one shape. The gradients
+    are ``g_x = sum_i J_i^T g_i`` (``g_i`` the branch's slice of ``g_y``, or
+    all of it for a sum) and ``grads = Parallel(branch grads)``. In training
+    mode each branch gets its own key, split from the one given, and its own
+    state: a Parallel's state is the tuple of its branches' states.
+
+    >>> import numpy as np, fnbp as fb
+    >>> k1, k2 = fb.random.split(fb.random.key(0))
+    >>> block = fb.Parallel((fb.Dense.init(k1, 3, 4), fb.Dense.init(k2, 3, 2)))
+    >>> fb.forward(block, np.ones((5, 3), np.float32)).shape
+    (5, 6)
+    """
+
+    branches: tuple[LayerLike, ...] = attrs.field(converter=_as_branches)
+    combine: str = static(default="concat", validator=attrs.validators.in_(("concat", "sum")))
+
+    @classmethod
+    def _of(cls, branches: tuple, combine: str) -> Parallel:
+        """A Parallel of already-checked records (gradient records), without checks."""
+        record = object.__new__(cls)
+        object.__setattr__(record, "branches", branches)
+        object.__setattr__(record, "combine", combine)
+        return record
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Each branch's ``forward`` of ``x``, combined."""
+        ys = []
+        for i, branch in enumerate(self.branches):
+            try:
+                ys.append(branch.forward(x))
+            except ShapeError as e:
+                raise e.within(f"branches[{i}]") from None
+        return self._combine(ys)
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """One forward pass per branch; the pullback splits ``g_y`` and sums the ``g_x``."""
+        ys, pullbacks = [], []
+        for i, branch in enumerate(self.branches):
+            try:
+                y, pullback = branch.vjp(x, need_g_x)
+            except ShapeError as e:
+                raise e.within(f"branches[{i}]") from None
+            ys.append(y)
+            pullbacks.append(pullback)
+        return self._combine(ys), self._pullback(pullbacks, ys, need_g_x)
+
+    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
+        """:meth:`vjp` in training mode: one key and one state per branch."""
+        n = len(self.branches)
+        keys, states = _keys_and_states(ctx, n, f"Parallel of {n} branches")
+        ys, pullbacks, new_states = [], [], []
+        for i, (branch, k, s) in enumerate(zip(self.branches, keys, states, strict=True)):
+            try:
+                y, pullback, s = vjp_ctx(branch, x, need_g_x, Context(ctx.train, k, s))
+            except (ShapeError, StructureError) as e:
+                raise e.within(f"branches[{i}]") from None
+            ys.append(y)
+            pullbacks.append(pullback)
+            new_states.append(s)
+        return self._combine(ys), self._pullback(pullbacks, ys, need_g_x), tuple(new_states)
+
+    def init_state(self) -> tuple:
+        """One state per branch (``None`` for those that keep none)."""
+        return tuple(init_state(branch) for branch in self.branches)
+
+    def _combine(self, ys: list[np.ndarray]) -> np.ndarray:
+        """The branch outputs concatenated or summed, after checking their shapes."""
+        concat = self.combine == "concat"
+        first = ys[0].shape
+        for i, y in enumerate(ys):
+            if concat and (y.ndim == 0 or y.shape[:-1] != first[:-1]):
+                raise ShapeError(
+                    f"Parallel(concat): branches[{i}] gives shape {y.shape}, branches[0] gives "
+                    f"{first}; outputs must agree on every axis but the last"
+                )
+            if not concat and y.shape != first:
+                raise ShapeError(
+                    f"Parallel(sum): branches[{i}] gives shape {y.shape}, branches[0] gives "
+                    f"{first}; summed outputs must have one shape"
+                )
+        if concat:
+            return np.concatenate(ys, axis=-1)
+        return ys[0] if len(ys) == 1 else _sum(ys)
+
+    def _pullback(
+        self, pullbacks: list[Callable], ys: list[np.ndarray], need_g_x: bool
+    ) -> Callable:
+        """Each branch's pullback of its part of ``g_y``; the input gradients summed."""
+        combine = self.combine
+        parts = _slices([y.shape[-1] for y in ys]) if combine == "concat" else None
+
+        def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Parallel]:
+            g_xs, grads = [], []
+            for i, pb in enumerate(pullbacks):
+                g_x, g_branch = pb(g_y if parts is None else g_y[..., parts[i]])
+                g_xs.append(g_x)
+                grads.append(g_branch)
+            g_x = (g_xs[0] if len(g_xs) == 1 else _sum(g_xs)) if need_g_x else None
+            return g_x, Parallel._of(tuple(grads), combine)
+
+        return pullback
+
+
+def _slices(widths: list[int]) -> list[slice]:
+    """The slices of the last axis that the branches' outputs occupy, in order."""
+    ends = np.cumsum(widths).tolist()
+    return [slice(start, end) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _sum(arrays: list[np.ndarray]) -> np.ndarray:
+    """The sum of two or more arrays in a new buffer of their common dtype (none is written to)."""
+    total = np.add(arrays[0], arrays[1], dtype=np.result_type(*arrays))
+    for a in arrays[2:]:
+        total += a
+    return total

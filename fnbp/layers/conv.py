@@ -1,0 +1,401 @@
+"""Convolutions as patch extraction plus one matrix multiply: ``Conv1D``, ``Conv2D``.
+
+**Layout: channels-last, everywhere in fnbp.** A batch of 1-D signals has shape
+``(N, L, C)``, a batch of images ``(N, H, W, C)``. Kernels are stored
+``(kw, C_in, C_out)`` and ``(kh, kw, C_in, C_out)``, biases ``(C_out,)``, so that
+the kernel flattened to ``(kh * kw * C_in, C_out)`` is a Dense weight ``(in, out)``
+and :mod:`fnbp.initializers` sees ``fan_in = kh * kw * C_in`` and
+``fan_out = kh * kw * C_out``. The pooling layers use the same layout.
+
+Padding is ``"valid"`` (none), ``"same"`` (TensorFlow's rule: the output has
+``ceil(size / stride)`` positions per axis, the padding is split evenly and the
+odd one goes at the end) or explicit: an int for every side, one int per
+spatial axis, or one ``(before, after)`` pair per spatial axis. Padding is zeros.
+
+How the layer computes, for a 2-D kernel of size ``(kh, kw)`` and stride
+``(sh, sw)``::
+
+    xp        = zero-padded x                            (N, Hp, Wp, C_in)
+    P[m, :]   = the window of xp that output m reads     (M, K)   M = N*Ho*Wo, K = kh*kw*C_in
+    Y         = P @ W_flat + b                           (M, C_out), reshaped (N, Ho, Wo, C_out)
+
+where ``W_flat`` is ``W`` reshaped to ``(K, C_out)``. ``P`` is a read-only strided
+view of ``xp`` (no copy) turned into a matrix by one copy. The backward pass,
+for ``g_Y = dL/dY`` reshaped to ``(M, C_out)``::
+
+    g_W = P^T g_Y                 (K, C_out), reshaped to W's shape
+    g_b = sum_m g_Y[m]            (C_out,)
+    g_P = g_Y W_flat^T            (M, K)
+    g_x = crop(col2im(g_P))       each of the kh*kw kernel offsets adds its column
+                                  block of g_P to the strided slice of xp it was
+                                  read from; then the padding is cut off
+
+``g_P`` and ``col2im`` are skipped when the input gradient is not needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import DTypeLike
+
+from .. import initializers, random
+from ..core import Layer
+from ..errors import DTypeError, ShapeError
+from ..record import param, static
+
+__all__ = ["Conv1D", "Conv2D"]
+
+Pads = tuple[tuple[int, int], ...]
+Padding = str | Pads
+_AXES = {1: "L", 2: "H, W"}
+_KERNEL_AXES = {1: "kw", 2: "kh, kw"}
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def ints(n: int, name: str, minimum: int = 1) -> Callable[[Any], tuple[int, ...]]:
+    """A converter: an int or ``n`` ints ``>= minimum`` to a tuple of ``n`` ints."""
+
+    def convert(value: Any) -> tuple[int, ...]:
+        items = (value,) * n if _is_int(value) else value
+        try:
+            out = tuple(int(v) for v in items if _is_int(v))
+            ok = len(out) == len(items) == n and min(out) >= minimum
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be an int >= {minimum} or {n} of them, got {value!r}")
+        return out
+
+    return convert
+
+
+def _pair(item: Any) -> tuple[int, int]:
+    if _is_int(item):
+        return int(item), int(item)
+    before, after = item  # ValueError/TypeError when not a pair
+    if not (_is_int(before) and _is_int(after)):
+        raise TypeError
+    return int(before), int(after)
+
+
+def conv_padding(n: int) -> Callable[[Any], Padding]:
+    """A converter: ``"valid"``, ``"same"``, an int, ``n`` ints or ``n`` (before, after) pairs."""
+
+    def convert(value: Any) -> Padding:
+        if isinstance(value, str):
+            if value.lower() in ("valid", "same"):
+                return value.lower()
+        else:
+            try:
+                pads = (_pair(value),) * n if _is_int(value) else tuple(map(_pair, value))
+                if len(pads) == n and min(min(p) for p in pads) >= 0:
+                    return pads
+            except (TypeError, ValueError):
+                pass
+        raise ValueError(
+            f"padding must be 'valid', 'same', an int >= 0, {n} ints or {n} (before, after) "
+            f"pairs (one per spatial axis), got {value!r}"
+        )
+
+    return convert
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def resolve_pads(
+    spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Padding
+) -> Pads:
+    """The ``(before, after)`` zero padding of each spatial axis."""
+    if padding == "valid":
+        return ((0, 0),) * len(spatial)
+    if padding == "same":
+        pads = []
+        for n, k, s in zip(spatial, kernel, stride, strict=True):
+            total = max((-(-n // s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    return padding
+
+
+def geometry(
+    name: str,
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: Padding,
+) -> tuple[Pads, tuple[int, ...]]:
+    """``(pads, out)``: the padding and the output's spatial size; a ShapeError if none fits."""
+    spatial = x_shape[1:-1]
+    pads = resolve_pads(spatial, kernel, stride, padding)
+    padded = [n + a + b for n, (a, b) in zip(spatial, pads, strict=True)]
+    if any(p < k for p, k in zip(padded, kernel, strict=True)):
+        least = tuple(max(k - a - b, 1) for k, (a, b) in zip(kernel, pads, strict=True))
+        raise ShapeError(
+            f"{name} with window {kernel} and padding {padding!r} needs a spatial size of at "
+            f"least {least}, got input of shape {x_shape} (use padding='same' or a smaller window)"
+        )
+    out = tuple((p - k) // s + 1 for p, k, s in zip(padded, kernel, stride, strict=True))
+    return pads, out
+
+
+def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
+    """``x`` with its spatial axes padded by ``value``: a new buffer, or ``x`` itself if no pad."""
+    if not any(a or b for a, b in pads):
+        return x
+    spatial = (n + a + b for n, (a, b) in zip(x.shape[1:-1], pads, strict=True))
+    xp = np.full((x.shape[0], *spatial, x.shape[-1]), value, x.dtype)
+    xp[interior(x.shape, pads)] = x
+    return xp
+
+
+def interior(shape: tuple[int, ...], pads: Pads) -> tuple[slice, ...]:
+    """The index of the unpadded input inside its padded buffer."""
+    inner = (slice(a, a + n) for n, (a, _) in zip(shape[1:-1], pads, strict=True))
+    return (slice(None), *inner, slice(None))
+
+
+def windows(
+    xp: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]
+) -> np.ndarray:
+    """The read-only view ``w[n, *o, *i, c] = xp[n, *(o * stride + i), c]``: (N, *out, *kernel, C).
+
+    No data is copied; reshaping it to ``(N * prod(out), prod(kernel) * C)`` makes
+    the patch matrix in one copy.
+    """
+    s_n, *s_sp, s_c = xp.strides
+    shape = (xp.shape[0], *out, *kernel, xp.shape[-1])
+    strides = (s_n, *(a * s for a, s in zip(s_sp, stride, strict=True)), *s_sp, s_c)
+    return as_strided(xp, shape, strides, writeable=False)
+
+
+def col2im(
+    g_windows: np.ndarray,
+    padded_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+) -> np.ndarray:
+    """The adjoint of :func:`windows`: every window's gradient summed into the padded input.
+
+    ``g_windows`` has shape ``(N, *out, *kernel, C)``. One strided add per kernel
+    offset (``prod(kernel)`` of them), none per output position; overlapping
+    windows accumulate.
+    """
+    d = len(kernel)
+    out = g_windows.shape[1 : 1 + d]
+    g = np.zeros(padded_shape, g_windows.dtype)
+    lead = (slice(None),) * (1 + d)
+    for offset in np.ndindex(*kernel):
+        steps = zip(offset, stride, out, strict=True)
+        dst = g[(slice(None), *(slice(i, i + s * (o - 1) + 1, s) for i, s, o in steps))]
+        np.add(dst, g_windows[(*lead, *offset)], out=dst)
+    return g
+
+
+def crop(g: np.ndarray, x_shape: tuple[int, ...], pads: Pads) -> np.ndarray:
+    """The gradient of the unpadded input: ``g`` without its padding (a view)."""
+    return g if g.shape == x_shape else g[interior(x_shape, pads)]
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class _Conv(Layer):
+    """The shared body of Conv1D and Conv2D; subclasses declare W, b, stride, padding."""
+
+    __slots__ = ()
+    _NDIM = 0
+    W: np.ndarray
+    b: np.ndarray
+    stride: tuple[int, ...]
+    padding: Padding
+
+    @classmethod
+    def _init(
+        cls,
+        key: random.Key,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        init: str | Callable,
+        dtype: DTypeLike,
+        **statics: Any,
+    ) -> Any:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{cls.__name__}.init: dtype must be a float type, got {dtype}")
+        kernel = ints(cls._NDIM, "kernel_size")(kernel_size)
+        W = initializers.get(init)(key, (*kernel, in_channels, out_channels), dtype)
+        return cls(W, np.zeros(out_channels, dtype), **statics)
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        """The kernel's spatial size, from ``W``'s shape."""
+        return self.W.shape[:-2]
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        name, d, W, b = type(self).__name__, self._NDIM, self.W, self.b
+        if W.ndim != d + 2 or b.shape != W.shape[-1:] or W.dtype != b.dtype:
+            raise ShapeError(
+                f"{name} needs W of shape ({_KERNEL_AXES[d]}, C_in, C_out) and b of shape "
+                f"(C_out,) of one dtype, got W {W.shape} {W.dtype} and b {b.shape} {b.dtype}"
+            )
+        c_in = W.shape[-2]
+        if x.ndim != d + 2 or x.shape[-1] != c_in:
+            raise ShapeError(
+                f"{name} expects input of shape (N, {_AXES[d]}, {c_in}), got {x.shape}"
+                + _hint(x.shape, d, c_in)
+            )
+        if x.dtype != W.dtype:
+            if x.dtype.kind not in "biuf":
+                raise DTypeError(f"{name} expects a real numeric input, got dtype {x.dtype}")
+            x = x.astype(W.dtype)
+        return x
+
+    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
+        """``(conv(x, W) + b, pullback)``; the pullback skips ``g_x`` unless needed."""
+        x = self._check(x)
+        kernel, (c_in, c_out) = self.kernel_size, self.W.shape[-2:]
+        pads, out = geometry(type(self).__name__, x.shape, kernel, self.stride, self.padding)
+        xp = pad(x, pads)
+        patches = windows(xp, kernel, self.stride, out).reshape(-1, math.prod(kernel) * c_in)
+        W_flat = self.W.reshape(-1, c_out)
+        y = patches.dot(W_flat)
+        y += self.b
+        y = y.reshape(x.shape[0], *out, c_out)
+
+        def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
+            g_flat = g_y.reshape(-1, c_out)
+            grads = attrs.evolve(
+                self, W=patches.T.dot(g_flat).reshape(self.W.shape), b=np.add.reduce(g_flat, 0)
+            )
+            if not need_g_x:
+                return None, grads
+            g_patches = g_flat.dot(W_flat.T).reshape(x.shape[0], *out, *kernel, c_in)
+            return crop(col2im(g_patches, xp.shape, kernel, self.stride), x.shape, pads), grads
+
+        return y, pullback
+
+
+def _hint(shape: tuple[int, ...], d: int, c_in: int) -> str:
+    """Why an input of ``shape`` may have been passed: a missing channel axis, channels-first."""
+    if len(shape) == d + 1 and c_in == 1:
+        return " (add the channel axis: x[..., None])"
+    if len(shape) == d + 1 and shape[-1] == c_in:
+        return " (a single sample? use x[None])"
+    if len(shape) == d + 2 and shape[1] == c_in:
+        order = (0, *range(2, d + 2), 1)
+        return f" (channels-first? fnbp is channels-last: use x.transpose{order})"
+    return ""
+
+
+@attrs.frozen
+class Conv1D(_Conv):
+    """1-D convolution (cross-correlation, as in every deep-learning library), channels-last.
+
+    Input ``x`` of shape ``(N, L, C_in)``; kernel ``W`` of shape ``(kw, C_in, C_out)``;
+    bias ``b`` of shape ``(C_out,)``; output of shape ``(N, L_out, C_out)`` with::
+
+        y[n, l, o] = b[o] + sum_{i, c} xp[n, l * stride + i, c] * W[i, c, o]
+
+    where ``xp`` is ``x`` zero-padded as ``padding`` says and
+    ``L_out = (L_padded - kw) // stride + 1``. Gradients (``P`` the patch matrix
+    of shape ``(N * L_out, kw * C_in)``, see :mod:`fnbp.layers.conv`)::
+
+        g_W = P^T g_y      g_b = sum over n, l of g_y[n, l]
+        g_x = col2im(g_y W_flat^T), the padding cropped
+
+    A float input of another precision is cast to ``W``'s dtype here, once.
+    """
+
+    _NDIM = 1
+    W: np.ndarray = param()
+    b: np.ndarray = param()
+    stride: tuple[int] = static(default=1, converter=ints(1, "stride"))
+    padding: Padding = static(default="valid", converter=conv_padding(1))
+
+    @classmethod
+    def init(
+        cls,
+        key: random.Key,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "valid",
+        init: str | Callable = "glorot_uniform",
+        dtype: DTypeLike = np.float32,
+    ) -> Conv1D:
+        """A new layer: ``W`` of shape ``(kw, C_in, C_out)`` drawn by ``init``, ``b = 0``.
+
+        ``init`` is a name from :mod:`fnbp.initializers` (``"glorot_uniform"``,
+        ``"he_normal"``, ...) or a function ``(key, shape, dtype) -> array``; it
+        sees ``fan_in = kw * C_in`` and ``fan_out = kw * C_out``.
+        """
+        return cls._init(
+            key, in_channels, out_channels, kernel_size, init, dtype, stride=stride, padding=padding
+        )
+
+
+@attrs.frozen
+class Conv2D(_Conv):
+    """2-D convolution (cross-correlation, as in every deep-learning library), channels-last.
+
+    Input ``x`` of shape ``(N, H, W, C_in)``; kernel ``W`` of shape
+    ``(kh, kw, C_in, C_out)``; bias ``b`` of shape ``(C_out,)``; output of shape
+    ``(N, H_out, W_out, C_out)`` with::
+
+        y[n, h, w, o] = b[o] + sum_{i, j, c} xp[n, h * sh + i, w * sw + j, c] * W[i, j, c, o]
+
+    where ``xp`` is ``x`` zero-padded as ``padding`` says, ``(sh, sw) = stride`` and
+    ``H_out = (H_padded - kh) // sh + 1`` (likewise ``W_out``). Gradients (``P`` the
+    patch matrix of shape ``(N * H_out * W_out, kh * kw * C_in)``, see
+    :mod:`fnbp.layers.conv`)::
+
+        g_W = P^T g_y      g_b = sum over n, h, w of g_y[n, h, w]
+        g_x = col2im(g_y W_flat^T), the padding cropped
+
+    A float input of another precision is cast to ``W``'s dtype here, once.
+    """
+
+    _NDIM = 2
+    W: np.ndarray = param()
+    b: np.ndarray = param()
+    stride: tuple[int, int] = static(default=1, converter=ints(2, "stride"))
+    padding: Padding = static(default="valid", converter=conv_padding(2))
+
+    @classmethod
+    def init(
+        cls,
+        key: random.Key,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "valid",
+        init: str | Callable = "glorot_uniform",
+        dtype: DTypeLike = np.float32,
+    ) -> Conv2D:
+        """A new layer: ``W`` of shape ``(kh, kw, C_in, C_out)`` drawn by ``init``, ``b = 0``.
+
+        ``kernel_size`` is an int (square) or ``(kh, kw)``. ``init`` is a name from
+        :mod:`fnbp.initializers` (``"glorot_uniform"``, ``"he_normal"``, ...) or a
+        function ``(key, shape, dtype) -> array``; it sees
+        ``fan_in = kh * kw * C_in`` and ``fan_out = kh * kw * C_out``.
+        """
+        return cls._init(
+            key, in_channels, out_channels, kernel_size, init, dtype, stride=stride, padding=padding
+        )
