@@ -304,7 +304,7 @@ def _erfc_factor(z: np.ndarray) -> np.ndarray:
     r = _ratio(_ERFC_NUM, _ERFC_DEN, np.clip(z, 0.46875, 4.0))
     if not z.max(initial=0.0) > 4.0:
         return r
-    zt = np.maximum(z, 4.0)
+    zt = np.clip(z, 4.0, 1e4)  # erfc is 0 long before 1e4; zt**2 stays finite
     w = np.multiply(zt, zt)
     np.divide(1.0, w, out=w)
     tail = _ratio(_TAIL_NUM, _TAIL_DEN, w)
@@ -370,8 +370,8 @@ class GELU(_KeepsAux):
         if self.approximate == "tanh":
             t = _gelu_tanh_t(x)
             y = np.add(t, 1.0)
-            y *= x
             y *= 0.5
+            y *= x
             return y, t
         cdf, pdf = _normal(x)
         return np.multiply(x, cdf, dtype=cdf.dtype), (cdf, pdf)

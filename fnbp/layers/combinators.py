@@ -141,7 +141,8 @@ class Parallel(Layer):
     the last axis (channels last), so they must agree on every other axis;
     ``combine="sum"`` adds them, so they must have one shape. The gradients
     are ``g_x = sum_i J_i^T g_i`` (``g_i`` the branch's slice of ``g_y``, or
-    all of it for a sum) and ``grads = Parallel(branch grads)``. In training
+    all of it for a sum) and ``grads = Parallel(branch grads)``. Outputs of
+    different dtypes are combined in numpy's common dtype. In training
     mode each branch gets its own key, split from the one given, and its own
     state: a Parallel's state is the tuple of its branches' states.
 

@@ -17,18 +17,21 @@ How the layer computes, for a 2-D kernel of size ``(kh, kw)`` and stride
 
     xp        = zero-padded x                            (N, Hp, Wp, C_in)
     P[m, :]   = the window of xp that output m reads     (M, K)   M = N*Ho*Wo, K = kh*kw*C_in
-    Y         = P @ W_flat + b                           (M, C_out), reshaped (N, Ho, Wo, C_out)
+    Y         = P @ W_flat + b = [P 1] @ [W_flat; b]     (M, C_out), reshaped (N, Ho, Wo, C_out)
 
 where ``W_flat`` is ``W`` reshaped to ``(K, C_out)``. ``P`` is a read-only strided
-view of ``xp`` (no copy) turned into a matrix by one copy. The backward pass,
+view of ``xp`` (no copy) turned into a matrix by one copy (with a single input
+channel, by one strided copy per kernel offset, which moves whole rows); a
+column of ones appended to it carries the bias through the same product. The backward pass,
 for ``g_Y = dL/dY`` reshaped to ``(M, C_out)``::
 
     g_W = P^T g_Y                 (K, C_out), reshaped to W's shape
-    g_b = sum_m g_Y[m]            (C_out,)
-    g_P = g_Y W_flat^T            (M, K)
-    g_x = crop(col2im(g_P))       each of the kh*kw kernel offsets adds its column
-                                  block of g_P to the strided slice of xp it was
-                                  read from; then the padding is cut off
+    g_b = sum_m g_Y[m] = 1^T g_Y  (C_out,); both at once: [g_W; g_b] = [P 1]^T g_Y
+    g_P = g_Y W_flat^T            (M, K), computed one kernel offset at a time:
+                                  g_P[:, block (i, j)] = g_Y W[i, j]^T
+    g_x = crop(col2im(g_P))       each of the kh*kw kernel offsets adds its block
+                                  of g_P to the strided slice of xp it was read
+                                  from; then the padding is cut off
 
 ``g_P`` and ``col2im`` are skipped when the input gradient is not needed.
 """
@@ -180,26 +183,46 @@ def windows(
     return as_strided(xp, shape, strides, writeable=False)
 
 
+def patches(
+    xp: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]
+) -> np.ndarray:
+    """``[P 1]``: the patch matrix of :func:`windows` and a column of ones, ``(M, K + 1)``.
+
+    ``M = N * prod(out)`` rows run over ``(n, *o)``; ``K = prod(kernel) * C``
+    columns over ``(*i, c)``, matching ``W`` flattened; the ones carry the bias.
+    With several channels the strided view is copied in once. With one channel
+    that copy would move only ``kw`` numbers at a time, so instead each kernel
+    offset copies its strided slice of ``xp`` (whole rows) into its column.
+    """
+    view = windows(xp, kernel, stride, out)
+    k = math.prod(kernel) * xp.shape[-1]
+    P = np.empty((xp.shape[0], *out, k + 1), xp.dtype)
+    P[..., k] = 1.0
+    if xp.shape[-1] > 1:
+        P[..., :k].reshape(view.shape)[...] = view  # splitting the last axis: a view of P
+    else:
+        for column, offset in enumerate(np.ndindex(*kernel)):
+            P[..., column] = view[(..., *offset, 0)]
+    return P.reshape(-1, k + 1)
+
+
 def col2im(
-    g_windows: np.ndarray,
-    padded_shape: tuple[int, ...],
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
+    g_windows: np.ndarray, padded_shape: tuple[int, ...], stride: tuple[int, ...]
 ) -> np.ndarray:
     """The adjoint of :func:`windows`: every window's gradient summed into the padded input.
 
-    ``g_windows`` has shape ``(N, *out, *kernel, C)``. One strided add per kernel
+    ``g_windows`` is offset-major, of shape ``(*kernel, N, *out, C)``: ``g_windows[i]``
+    is the gradient of what kernel offset ``i`` read. One strided add per kernel
     offset (``prod(kernel)`` of them), none per output position; overlapping
     windows accumulate.
     """
-    d = len(kernel)
-    out = g_windows.shape[1 : 1 + d]
+    d = len(stride)
+    kernel, out = g_windows.shape[:d], g_windows.shape[d + 1 : 2 * d + 1]
     g = np.zeros(padded_shape, g_windows.dtype)
-    lead = (slice(None),) * (1 + d)
     for offset in np.ndindex(*kernel):
         steps = zip(offset, stride, out, strict=True)
         dst = g[(slice(None), *(slice(i, i + s * (o - 1) + 1, s) for i, s, o in steps))]
-        np.add(dst, g_windows[(*lead, *offset)], out=dst)
+        np.add(dst, g_windows[offset], out=dst)
     return g
 
 
@@ -269,23 +292,33 @@ class _Conv(Layer):
         kernel, (c_in, c_out) = self.kernel_size, self.W.shape[-2:]
         pads, out = geometry(type(self).__name__, x.shape, kernel, self.stride, self.padding)
         xp = pad(x, pads)
-        patches = windows(xp, kernel, self.stride, out).reshape(-1, math.prod(kernel) * c_in)
-        W_flat = self.W.reshape(-1, c_out)
-        y = patches.dot(W_flat)
-        y += self.b
+        P1 = patches(xp, kernel, self.stride, out)  # [P 1]
+        y = P1.dot(np.concatenate((self.W.reshape(-1, c_out), self.b[None])))
         y = y.reshape(x.shape[0], *out, c_out)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
             g_flat = g_y.reshape(-1, c_out)
-            grads = attrs.evolve(
-                self, W=patches.T.dot(g_flat).reshape(self.W.shape), b=np.add.reduce(g_flat, 0)
-            )
+            g_Wb = P1.T.dot(g_flat)  # [g_W; g_b] = [P 1]^T g_Y
+            grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])
             if not need_g_x:
                 return None, grads
-            g_patches = g_flat.dot(W_flat.T).reshape(x.shape[0], *out, *kernel, c_in)
-            return crop(col2im(g_patches, xp.shape, kernel, self.stride), x.shape, pads), grads
+            g_P = _patch_grads(g_flat, self.W).reshape(*kernel, x.shape[0], *out, c_in)
+            return crop(col2im(g_P, xp.shape, self.stride), x.shape, pads), grads
 
         return y, pullback
+
+
+def _patch_grads(g_flat: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``g_P = g_Y W_flat^T`` laid out offset-major, ``(prod(kernel), M, C_in)``, for col2im.
+
+    One ``(M, C_out) @ (C_out, C_in)`` product per kernel offset, so that each
+    offset's block is contiguous; with one input channel that is the single
+    product ``W_flat g_Y^T`` of shape ``(prod(kernel), M)``.
+    """
+    c_in, c_out = W.shape[-2:]
+    if c_in == 1:
+        return W.reshape(-1, c_out).dot(g_flat.T)
+    return np.matmul(g_flat, W.reshape(-1, c_in, c_out).transpose(0, 2, 1))
 
 
 def _hint(shape: tuple[int, ...], d: int, c_in: int) -> str:

@@ -91,7 +91,9 @@ class _MaxPool(_Pool):
             g_win = np.zeros((n, *out, size, c), g_y.dtype)
             np.put_along_axis(g_win, where, g_y[..., None, :], axis=-2)
             g_win = g_win.reshape(n, *out, *self.pool_size, c)
-            return crop(col2im(g_win, xp.shape, self.pool_size, self.stride), x.shape, pads), self
+            d = self._NDIM  # col2im wants the window axes first
+            g_win = np.moveaxis(g_win, range(1 + d, 1 + 2 * d), range(d))
+            return crop(col2im(g_win, xp.shape, self.stride), x.shape, pads), self
 
         return y, pullback
 
@@ -130,9 +132,9 @@ class _AvgPool(_Pool):
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _AvgPool]:
             if not need_g_x:
                 return None, self
-            g_mean = (g_y / count).reshape(x.shape[0], *out, *(1,) * d, x.shape[-1])
-            g_win = np.broadcast_to(g_mean, (x.shape[0], *out, *self.pool_size, x.shape[-1]))
-            return crop(col2im(g_win, xp.shape, self.pool_size, self.stride), x.shape, pads), self
+            g_mean = g_y / count
+            g_win = np.broadcast_to(g_mean, (*self.pool_size, *g_mean.shape))  # no copy
+            return crop(col2im(g_win, xp.shape, self.stride), x.shape, pads), self
 
         return y, pullback
 

@@ -171,6 +171,18 @@ def test_extreme_inputs_raise_nothing_and_stay_finite(layer, dtype):
     assert y.dtype == g_x.dtype == dtype
 
 
+@pytest.mark.parametrize("layer", LAYERS, ids=NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_inputs_raise_nothing(layer, dtype):
+    big = 1e30 if dtype == np.float32 else 1e300  # x**3 would overflow
+    x = np.array([[-big, big]], dtype)
+    with np.errstate(all="raise"):
+        y = fb.forward(layer, x)
+        g_x, _ = fb.backward(layer, x, np.ones_like(x))
+    np.testing.assert_array_equal(y[0, 1], x[0, 1])
+    np.testing.assert_array_equal(g_x[0, 1], 1.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", [fb.GELU(), fb.GELU("tanh"), fb.SiLU()], ids=str)
 def test_gelu_and_silu_limits(layer, dtype):
