@@ -22,8 +22,8 @@ How the layer computes, for a 2-D kernel of size ``(kh, kw)`` and stride
 where ``W_flat`` is ``W`` reshaped to ``(K, C_out)``. ``P`` is a read-only strided
 view of ``xp`` (no copy) turned into a matrix by one copy (with a single input
 channel, by one strided copy per kernel offset, which moves whole rows); a
-column of ones appended to it carries the bias through the same product. The backward pass,
-for ``g_Y = dL/dY`` reshaped to ``(M, C_out)``::
+column of ones appended to it carries the bias through the same product. The
+backward pass, for ``g_Y = dL/dY`` reshaped to ``(M, C_out)``::
 
     g_W = P^T g_Y                 (K, C_out), reshaped to W's shape
     g_b = sum_m g_Y[m] = 1^T g_Y  (C_out,); both at once: [g_W; g_b] = [P 1]^T g_Y
