@@ -104,17 +104,13 @@ class BinaryCrossEntropy(Loss):
         p = np.maximum(p, eps)
         np.minimum(p, 1.0 - eps, out=p)
         q = np.subtract(1.0, p, dtype=p.dtype)
-        terms = np.log(p)
-        terms *= y
-        log_q = np.log(q)
-        log_q *= np.subtract(1.0, y, dtype=y.dtype)
-        terms += log_q
-        value = -_mean(terms)
+        n = p.size
+        log_likelihood = np.vdot(y, np.log(p)) + np.vdot(np.subtract(1.0, y), np.log(q))
         g = np.subtract(p, y)
         q *= p
-        q *= p.size
+        q *= n
         g /= q
-        return value, g
+        return p.dtype.type(-log_likelihood / n), g
 
 
 @attrs.frozen
