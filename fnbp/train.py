@@ -46,6 +46,11 @@ def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool 
 class History:
     """What ``fit`` saw, per epoch: losses, metrics, and where it stopped.
 
+    ``train_loss`` and ``train_metrics`` are means over the epoch's steps,
+    each taken on its minibatch *before* that step's update (they come free
+    with the gradient); ``val_loss`` and ``val_metrics`` are measured after
+    the epoch. For the training loss of the final params, use :func:`evaluate`.
+
     ``state`` is the model state (BatchNorm statistics) and ``opt_state``
     the optimizer state after the last epoch, and ``epochs`` the number of
     epochs completed in total: with the params they are what a checkpoint
