@@ -203,6 +203,14 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
+def _tree_state() -> str:
+    """``clean`` or ``dirty`` for fnbp/ in the git checkout; ``unknown`` outside one."""
+    status = _git("status", "--porcelain", "fnbp")
+    if status == "unknown":
+        return "unknown (not a git checkout)"
+    return "dirty" if status else "clean"
+
+
 def _source_digest() -> str:
     """A short sha256 of fnbp's Python sources, to identify uncommitted code that was measured."""
     h = hashlib.sha256()
@@ -245,7 +253,7 @@ def machine_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "git HEAD": _git("rev-parse", "HEAD"),
-        "fnbp tree": "dirty" if _git("status", "--porcelain", "fnbp") else "clean",
+        "fnbp tree": _tree_state(),
         "fnbp sources sha256[:12]": _source_digest(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Context", "Layer", "forward", "backward", "vjp", "update", "value_and_grad", "dtype_of",
-    "init_state", "vjp_ctx",
+    "init_state", "vjp_ctx", "check_layer",
 ]
 
 
@@ -101,6 +101,27 @@ def init_state(net: Any) -> Any:
 
 def _plain(train: bool, key: Any, state: Any) -> bool:
     return not train and key is None and state is None
+
+
+_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
+
+
+def check_layer(layer: Any, owner: str, where: str) -> Any:
+    """``layer`` itself if it has ``forward`` and ``vjp``; a TypeError naming ``where`` if not.
+
+    Combinators call it on their children (``owner`` is their name), so a class
+    passed instead of an instance gets a hint.
+    """
+    cls = type(layer)
+    if cls in _LAYER_CLASSES:
+        return layer
+    if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
+        hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
+        raise TypeError(
+            f"{owner}: {where} must be a layer with forward and vjp, got {layer!r}{hint}"
+        )
+    _LAYER_CLASSES.add(cls)
+    return layer
 
 
 def dtype_of(params: Any) -> np.dtype:

@@ -17,28 +17,11 @@ import attrs
 import numpy as np
 
 from .. import random
-from ..core import Context, Layer, LayerLike, init_state, vjp_ctx
-from ..errors import ShapeError, StructureError
+from ..core import Context, Layer, LayerLike, check_layer, init_state, vjp_ctx
+from ..errors import LocatedError, ShapeError, StructureError
 from ..record import static
 
 __all__ = ["Residual", "Parallel"]
-
-_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
-
-
-def _check_layer(layer: Any, owner: str, where: str) -> Any:
-    """``layer`` itself if it has ``forward`` and ``vjp``; a TypeError naming ``where`` if not."""
-    cls = type(layer)
-    if cls in _LAYER_CLASSES:
-        return layer
-    if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
-        hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
-        raise TypeError(
-            f"{owner}: {where} must be a layer with forward and vjp, got {layer!r}{hint}"
-        )
-    _LAYER_CLASSES.add(cls)
-    return layer
-
 
 def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     if isinstance(branches, str) or not isinstance(branches, Sequence):
@@ -47,7 +30,7 @@ def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     if not branches:
         raise ValueError("Parallel needs at least one branch")
     for i, layer in enumerate(branches):
-        _check_layer(layer, "Parallel", f"branches[{i}]")
+        check_layer(layer, "Parallel", f"branches[{i}]")
     return branches
 
 
@@ -73,7 +56,7 @@ class Residual(Layer):
     mode ``f`` gets the key and the state unchanged: a Residual's state is ``f``'s.
     """
 
-    f: LayerLike = attrs.field(validator=lambda _r, _a, f: _check_layer(f, "Residual", "f"))
+    f: LayerLike = attrs.field(validator=lambda _r, _a, f: check_layer(f, "Residual", "f"))
 
     @classmethod
     def _of(cls, f: Any) -> Residual:
@@ -86,7 +69,7 @@ class Residual(Layer):
         """``x + f.forward(x)``."""
         try:
             y_f = self.f.forward(x)
-        except ShapeError as e:
+        except LocatedError as e:
             raise e.within("f") from None
         return _skip(x, y_f)
 
@@ -94,7 +77,7 @@ class Residual(Layer):
         """``(x + f(x), pullback)``; ``g_x`` is skipped, in ``f`` too, unless asked for."""
         try:
             y_f, pullback_f = self.f.vjp(x, need_g_x)
-        except ShapeError as e:
+        except LocatedError as e:
             raise e.within("f") from None
         return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x)
 
@@ -102,7 +85,7 @@ class Residual(Layer):
         """:meth:`vjp` in training mode: ``f`` gets ``ctx`` as it is; ``f``'s new state is ours."""
         try:
             y_f, pullback_f, state = vjp_ctx(self.f, x, need_g_x, ctx)
-        except (ShapeError, StructureError) as e:
+        except LocatedError as e:
             raise e.within("f") from None
         return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x), state
 
@@ -170,7 +153,7 @@ class Parallel(Layer):
         for i, branch in enumerate(self.branches):
             try:
                 ys.append(branch.forward(x))
-            except ShapeError as e:
+            except LocatedError as e:
                 raise e.within(f"branches[{i}]") from None
         return self._combine(ys)
 
@@ -180,7 +163,7 @@ class Parallel(Layer):
         for i, branch in enumerate(self.branches):
             try:
                 y, pullback = branch.vjp(x, need_g_x)
-            except ShapeError as e:
+            except LocatedError as e:
                 raise e.within(f"branches[{i}]") from None
             ys.append(y)
             pullbacks.append(pullback)
@@ -194,7 +177,7 @@ class Parallel(Layer):
         for i, (branch, k, s) in enumerate(zip(self.branches, keys, states, strict=True)):
             try:
                 y, pullback, s = vjp_ctx(branch, x, need_g_x, Context(ctx.train, k, s))
-            except (ShapeError, StructureError) as e:
+            except LocatedError as e:
                 raise e.within(f"branches[{i}]") from None
             ys.append(y)
             pullbacks.append(pullback)

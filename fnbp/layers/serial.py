@@ -9,27 +9,17 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import random
-from ..core import Context, Layer, LayerLike, init_state, vjp_ctx
+from ..core import Context, Layer, LayerLike, check_layer, init_state, vjp_ctx
 from ..errors import LocatedError, StructureError
 from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
 
-_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
-
 
 def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     layers = tuple(layers)
     for i, layer in enumerate(layers):
-        cls = type(layer)
-        if cls in _LAYER_CLASSES:
-            continue
-        if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
-            hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
-            raise TypeError(
-                f"Serial: layers[{i}] must be a layer with forward and vjp, got {layer!r}{hint}"
-            )
-        _LAYER_CLASSES.add(cls)
+        check_layer(layer, "Serial", f"layers[{i}]")
     return layers
 
 
