@@ -1,0 +1,146 @@
+"""Run the CNN and regularisation examples with fast settings; check what they claim to show."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import fnbp as fb
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module (examples is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_png(path: Path | None) -> None:
+    assert path is not None and path.is_file(), path
+    data = path.read_bytes()
+    assert len(data) > 10_000 and data.startswith(PNG_SIGNATURE), path
+
+
+# ----------------------------------------------------------------------------- cnn_digits
+
+
+@pytest.fixture(scope="module")
+def cnn() -> ModuleType:
+    pytest.importorskip("sklearn")
+    return load("cnn_digits")
+
+
+@pytest.fixture(scope="module")
+def cnn_fast(cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("matplotlib")
+    return cnn.main(epochs=2, verbose=False, out_dir=tmp_path_factory.mktemp("cnn"))
+
+
+def test_cnn_learns_the_digits_in_two_epochs(cnn_fast: dict) -> None:
+    assert cnn_fast["history"].epochs == 2
+    assert cnn_fast["accuracy"] >= 0.95
+    assert cnn_fast["accuracy"] == cnn_fast["history"].val_metrics["accuracy"][-1]
+    assert 0.0 < cnn_fast["loss"] < 0.2
+    assert len(cnn_fast["per_digit"]) == 10 and min(cnn_fast["per_digit"]) >= 0.8
+    wrong = sum(count for _, count in cnn_fast["mistakes"])
+    assert wrong == cnn_fast["n_wrong"] == round((1 - cnn_fast["accuracy"]) * 450)
+    assert all(true != predicted for (true, predicted), _ in cnn_fast["mistakes"])
+
+
+def test_cnn_saves_filters_and_curves(cnn_fast: dict) -> None:
+    figures = cnn_fast["figures"]
+    assert set(figures) == {"filters", "curves"}
+    for path in figures.values():
+        assert_png(path)
+
+
+def test_cnn_first_layer_shape(cnn_fast: dict) -> None:
+    conv = cnn_fast["net"].layers[0]
+    assert isinstance(conv, fb.Conv2D) and conv.W.shape == (3, 3, 1, 16)
+
+
+def test_shift_moves_pixels_and_fills_with_zeros(cnn: ModuleType) -> None:
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4, 1) + 1
+    down = cnn.shift(x, 1, 0)
+    np.testing.assert_array_equal(down[:, 1:], x[:, :-1])
+    np.testing.assert_array_equal(down[:, 0], 0)
+    left = cnn.shift(x, 0, -1)
+    np.testing.assert_array_equal(left[:, :, :-1], x[:, :, 1:])
+    np.testing.assert_array_equal(left[:, :, -1], 0)
+    images, labels = cnn.shifted_copies(x, np.array([3, 7]))
+    assert images.shape == (10, 3, 4, 1) and labels.tolist() == [3, 7] * 5
+    np.testing.assert_array_equal(images[:2], x)
+    assert x.min() == 1  # the input is unchanged
+
+
+@pytest.mark.slow
+def test_cnn_full_settings_reach_98_percent(
+    cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    result = cnn.main(verbose=False, out_dir=tmp_path_factory.mktemp("cnn_full"))
+    assert result["history"].epochs == 8
+    assert result["accuracy"] >= 0.98
+
+
+# ----------------------------------------------------------------------------- regularisation
+
+
+@pytest.fixture(scope="module")
+def regularisation() -> ModuleType:
+    return load("regularisation")
+
+
+@pytest.fixture(scope="module")
+def runs(regularisation: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("matplotlib")
+    # The example's own settings: its three runs take a few seconds. With fewer epochs the
+    # unregularised gap has not grown enough yet to tell it clearly from Dropout's.
+    return regularisation.main(out_dir=tmp_path_factory.mktemp("regularisation"))
+
+
+def test_unregularised_model_overfits(runs: dict) -> None:
+    none = runs["none"]
+    best = none["best_epoch"] - 1
+    assert none["val_loss"][-1] > 1.5 * none["val_loss"][best]  # validation loss rises ...
+    assert none["train_loss"][-1] < 0.7 * none["train_loss"][best]  # ... while training falls
+    assert none["train_accuracy"] > none["val_accuracy"]
+
+
+@pytest.mark.parametrize("name", ["dropout", "weight_decay"])
+def test_regularisers_shrink_the_gap(runs: dict, name: str) -> None:
+    assert runs[name]["gap"] < 0.75 * runs["none"]["gap"]
+    assert runs[name]["val_loss"][-1] < runs["none"]["val_loss"][-1]
+    assert runs[name]["val_accuracy"] >= runs["none"]["val_accuracy"] - 0.05
+
+
+def test_dropout_training_loss_is_measured_in_inference_mode(runs: dict) -> None:
+    dropout = runs["dropout"]
+    # fit's own number averages thinned networks during the epoch: higher on average.
+    assert dropout["fit_train_loss"].mean() > dropout["train_loss"].mean()
+    assert len(dropout["train_loss"]) == len(dropout["val_loss"]) == 200
+
+
+def test_regularisation_figure(runs: dict) -> None:
+    assert_png(runs["figure"])
+
+
+def test_dropout_model_starts_from_the_same_weights(regularisation: ModuleType) -> None:
+    key = fb.random.key(3)
+    plain = regularisation.model(key, [2, 8, 8, 2], 0.0)
+    dropped = regularisation.model(key, [2, 8, 8, 2], 0.5)
+    kinds = [type(layer).__name__ for layer in dropped.layers]
+    assert kinds == ["Dense", "ReLU", "Dropout", "Dense", "ReLU", "Dropout", "Dense", "Identity"]
+    assert fb.tree.allclose(fb.tree.leaves(plain), fb.tree.leaves(dropped))
+    x = np.ones((4, 2))
+    np.testing.assert_array_equal(fb.forward(plain, x), fb.forward(dropped, x))  # inference
