@@ -41,8 +41,17 @@ if TYPE_CHECKING:
     from .losses import Loss
 
 __all__ = [
-    "Context", "Layer", "forward", "backward", "vjp", "update", "value_and_grad", "dtype_of",
-    "init_state", "vjp_ctx", "check_layer",
+    "Context",
+    "Layer",
+    "forward",
+    "backward",
+    "vjp",
+    "update",
+    "value_and_grad",
+    "dtype_of",
+    "init_state",
+    "vjp_ctx",
+    "check_layer",
 ]
 
 

@@ -23,6 +23,7 @@ from ..record import static
 
 __all__ = ["Residual", "Parallel"]
 
+
 def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     if isinstance(branches, str) or not isinstance(branches, Sequence):
         raise TypeError(f"Parallel: branches must be a sequence of layers, got {branches!r}")
