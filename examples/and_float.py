@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -96,19 +97,6 @@ def report(runs: dict[str, dict]) -> None:
     print(f"\nbest a straight line can do on uniform points: {BEST_LINE_ACCURACY:.1%}")
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _draw(ax: Any, net: fb.Serial, x: np.ndarray, y: np.ndarray, box: tuple[float, float]) -> Any:
     ticks = np.linspace(*box, 121)
     x1, x2 = np.meshgrid(ticks, ticks)
@@ -151,12 +139,8 @@ def plot(runs: dict[str, dict], data: tuple, out_dir: str | Path) -> Path | None
     fig.colorbar(filled, ax=axes, label="p(AND = 1 | x1, x2)")
     _legend(fig)
     fig.suptitle("AND on float values: a straight line against a hidden layer")
-    path = Path(out_dir) / "and_float.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "and_float.png")
 
 
 def main(

@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -141,29 +142,6 @@ def report(result: dict[str, Any], n_test: int) -> None:
     mistakes = ", ".join(f"{t} as {p}" + (f" (x{n})" if n > 1 else "")
                          for (t, p), n in result["mistakes"])  # fmt: skip
     print(f"mistakes (true as predicted): {mistakes or 'none'}")
-
-
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figures (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(plt: Any, fig: Any, out_dir: str | Path, name: str) -> Path:
-    """Write ``fig`` as ``out_dir/name`` and close it."""
-    path = Path(out_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"saved {path}")
-    return path
 
 
 def _show(ax: Any, image: np.ndarray, title: str, **style: Any) -> Any:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -100,19 +101,6 @@ def report(net: fb.Serial, check: dict[str, Any]) -> None:
     print(f"  {lines}")
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _draw(ax: Any, net: fb.Serial, x1: np.ndarray, x2: np.ndarray, p: np.ndarray) -> Any:
     filled = ax.contourf(x1, x2, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
     ax.contour(x1, x2, p, levels=[0.1, 0.3, 0.7, 0.9], colors="white", linewidths=0.8)
@@ -153,12 +141,8 @@ def plot(net: fb.Serial, x1: np.ndarray, x2: np.ndarray, p: np.ndarray,
     fig.colorbar(filled, ax=ax, label="p(AND = 1 | x1, x2)")
     ax.set(xlabel="x1", ylabel="x2", aspect="equal", xlim=(LOW, HIGH), ylim=(LOW, HIGH))
     ax.set_title("AND network: its decision border is a straight line")
-    path = Path(out_dir) / "decision_border.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "decision_border.png")
 
 
 def main(

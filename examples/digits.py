@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -103,19 +104,6 @@ def confusions(net: fb.Serial, x: np.ndarray, y: np.ndarray, top: int = 5) -> li
     return Counter(zip(y[wrong].tolist(), predicted[wrong].tolist(), strict=True)).most_common(top)
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _draw_loss(ax: Any, history: fb.History, smoothing: float) -> None:
     epochs = np.arange(1, history.epochs + 1)
     ax.plot(epochs, history.train_loss, "o-", label="training (smoothed targets, during epoch)")
@@ -151,12 +139,8 @@ def plot(history: fb.History, hidden: int, smoothing: float, out_dir: str | Path
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"Digits (8 x 8): MLP 64-{hidden}-10, ReLU, Adam with cosine decay")
-    path = Path(out_dir) / "digits.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "digits.png")
 
 
 def prepare(key: fb.random.Key, centred: bool, smoothing: float) -> tuple:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -67,19 +68,6 @@ def print_predictions(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> None:
         print(f"{x1:>4.0f} {x2:>4.0f}  {target:>6.0f}  {prob:>9.4g}  {label:>5}")
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_loss(losses: np.ndarray, learning_rate: float, out_dir: str | Path) -> Path | None:
     """Save the loss after each step, on a log scale, as ``fit_and.png``; return its path."""
     plt = pyplot()
@@ -93,12 +81,8 @@ def plot_loss(losses: np.ndarray, learning_rate: float, out_dir: str | Path) -> 
     ax.set_title(f"AND gate, Dense(2, 1) + Sigmoid, fb.fit with sgd({learning_rate})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = Path(out_dir) / "fit_and.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "fit_and.png")
 
 
 def main(

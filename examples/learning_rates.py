@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -105,19 +106,6 @@ def rescue(net: Any, rates: Sequence[float], curves: np.ndarray, steps: int) -> 
     return out
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _shades(n: int) -> list:
     """``n`` colours from dark to light (viridis), unlike the per-rate colours."""
     from matplotlib import colormaps
@@ -156,12 +144,8 @@ def plot(rates: Sequence[float], curves: np.ndarray, grid: np.ndarray, marks: li
     _draw_curves(left, rates, curves)
     _draw_grid(right, rates, grid, marks)
     fig.suptitle("AND gate, Dense(2, 1) + Sigmoid, full-batch gradient descent")
-    path = Path(out_dir) / "learning_rates.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "learning_rates.png")
 
 
 def main(

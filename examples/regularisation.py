@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plotting import pyplot, save  # examples/_plotting.py, beside this script
 
 import fnbp as fb
 
@@ -146,19 +147,6 @@ def report(runs: dict[str, dict[str, Any]]) -> None:
               f"{run['val_loss'][best - 1]:.4f} ({best})")  # fmt: skip
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend, or None if it is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('\nmatplotlib is not installed, no figure (pip install -e ".[examples]").')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _panel(ax: Any, title: str, run: dict[str, Any]) -> None:
     epochs = np.arange(1, len(run["val_loss"]) + 1)
     ax.plot(epochs, run["train_loss"], color="tab:blue", label="training set")
@@ -189,12 +177,8 @@ def plot(runs: dict[str, dict[str, Any]], titles: dict[str, str],
     np.atleast_1d(axes)[0].set_ylabel("softmax cross-entropy (log scale)")
     fig.suptitle("MLP 2-256-256-2 on 150 noisy two-moons points: losses after each epoch, "
                  "in inference mode")  # fmt: skip
-    path = Path(out_dir) / "regularisation.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"\nsaved {path}")
-    return path
+    print()
+    return save(plt, fig, out_dir, "regularisation.png")
 
 
 def main(

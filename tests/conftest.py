@@ -1,11 +1,17 @@
-"""Shared fixtures: seeded data (never numpy's global RNG) as read-only arrays."""
+"""Shared fixtures: seeded data (never numpy's global RNG) as read-only arrays; examples."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -63,3 +69,26 @@ def probs(rng: np.random.Generator) -> Callable[..., np.ndarray]:
         return _readonly(p.astype(dtype))
 
     return probs
+
+
+def import_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module (examples is not a package).
+
+    Each call runs the script's module code afresh. ``examples/`` goes on ``sys.path``
+    first (once), as it does for ``python examples/<name>.py``, so that an example's
+    ``from _plotting import ...`` finds ``examples/_plotting.py``.
+    """
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_example() -> Callable[[str], ModuleType]:
+    """``load_example(name)``: import ``examples/<name>.py`` afresh (see ``import_example``)."""
+    return import_example

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -12,18 +11,7 @@ import pytest
 
 import fnbp as fb
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module (examples is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_png(path: Path | None) -> None:
@@ -36,9 +24,9 @@ def assert_png(path: Path | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def cnn() -> ModuleType:
+def cnn(load_example: Callable[[str], ModuleType]) -> ModuleType:
     pytest.importorskip("sklearn")
-    return load("cnn_digits")
+    return load_example("cnn_digits")
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +85,8 @@ def test_cnn_full_settings_reach_98_percent(
 
 
 @pytest.fixture(scope="module")
-def regularisation() -> ModuleType:
-    return load("regularisation")
+def regularisation(load_example: Callable[[str], ModuleType]) -> ModuleType:
+    return load_example("regularisation")
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 pytestmark = pytest.mark.slow
 
@@ -19,21 +15,11 @@ pytestmark = pytest.mark.slow
 NOTEBOOK_LOSSES_AFTER_TWO_ROUNDS = (0.06687091, 0.03468915)
 
 
-def load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module (examples is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def and_gate() -> dict:
+def and_gate(load_example: Callable[[str], ModuleType]) -> dict:
     # Only to check that the example leaves numpy's global RNG alone.
     state = np.random.get_state()  # noqa: NPY002
-    result = load("and_gate").main(rounds=2, steps_per_round=10_000)
+    result = load_example("and_gate").main(rounds=2, steps_per_round=10_000)
     after = np.random.get_state()  # noqa: NPY002
     assert state[0] == after[0] and np.array_equal(state[1], after[1]), "global RNG touched"
     return result
@@ -61,8 +47,8 @@ def test_and_gate_exact_gradients_train_faster(and_gate: dict) -> None:
     assert all(e < q / 3 for e, q in zip(run["losses"], quarter, strict=True))
 
 
-def test_xor_needs_a_hidden_layer() -> None:
-    result = load("xor").main()
+def test_xor_needs_a_hidden_layer(load_example: Callable[[str], ModuleType]) -> None:
+    result = load_example("xor").main()
     linear, hidden = result["linear"], result["hidden"]
     assert linear["accuracy"] <= 0.75
     assert linear["losses"][-1] == pytest.approx(np.log(2), abs=1e-3)
@@ -70,15 +56,15 @@ def test_xor_needs_a_hidden_layer() -> None:
     assert hidden["losses"][-1] < 0.05
 
 
-def test_xor_is_deterministic() -> None:
-    xor = load("xor")
+def test_xor_is_deterministic(load_example: Callable[[str], ModuleType]) -> None:
+    xor = load_example("xor")
     a, b = xor.main(steps=50), xor.main(steps=50)
     assert a["hidden"]["losses"] == b["hidden"]["losses"]
     np.testing.assert_array_equal(a["hidden"]["prediction"], b["hidden"]["prediction"])
 
 
-def test_custom_layer_checks_and_trains() -> None:
-    result = load("custom_layer").main()
+def test_custom_layer_checks_and_trains(load_example: Callable[[str], ModuleType]) -> None:
+    result = load_example("custom_layer").main()
     assert result["grad_checks"] and all(r.ok for r in result["grad_checks"].values())
     losses = result["losses"]
     assert losses[-1] < losses[0] / 100
@@ -86,10 +72,12 @@ def test_custom_layer_checks_and_trains() -> None:
     np.testing.assert_array_equal(result["slope_before"], 0.25)  # the initial net is unchanged
 
 
-def test_custom_layer_plugs_into_backward_and_errors() -> None:
+def test_custom_layer_plugs_into_backward_and_errors(
+    load_example: Callable[[str], ModuleType],
+) -> None:
     import fnbp as fb
 
-    example = load("custom_layer")
+    example = load_example("custom_layer")
     layer = example.PReLU(np.array([0.5, -1.0]))
     x = np.array([[1.0, -2.0], [-3.0, 4.0]])
     g_x, grads = fb.backward(layer, x, np.ones_like(x))

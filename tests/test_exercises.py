@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 pytestmark = pytest.mark.slow
-
-
-def load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module (examples is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"fnbp_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_figure(path: Path | None, out_dir: Path, name: str) -> None:
@@ -41,8 +31,8 @@ def check_figure(path: Path | None, out_dir: Path, name: str) -> None:
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
 
 
-def test_fit_and_learns_the_gate(tmp_path: Path) -> None:
-    result = load("fit_and").main(epochs=500, out_dir=tmp_path)
+def test_fit_and_learns_the_gate(tmp_path: Path, load_example: Callable[[str], ModuleType]) -> None:
+    result = load_example("fit_and").main(epochs=500, out_dir=tmp_path)
     assert result["accuracy"] == 1.0
     assert result["history"].epochs == 500
     losses = result["losses"]
@@ -54,17 +44,21 @@ def test_fit_and_learns_the_gate(tmp_path: Path) -> None:
     check_figure(result["figure"], tmp_path, "fit_and.png")
 
 
-def test_fit_and_runs_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_and_runs_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_example: Callable[[str], ModuleType]
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
-    result = load("fit_and").main(epochs=200, out_dir=tmp_path)
+    result = load_example("fit_and").main(epochs=200, out_dir=tmp_path)
     assert result["figure"] is None and result["accuracy"] == 1.0
     assert not list(tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")
-def learning_rates(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def learning_rates(
+    tmp_path_factory: pytest.TempPathFactory, load_example: Callable[[str], ModuleType]
+) -> tuple[dict, Path]:
     out_dir = tmp_path_factory.mktemp("learning_rates")
-    return load("learning_rates").main(steps=300, out_dir=out_dir), out_dir
+    return load_example("learning_rates").main(steps=300, out_dir=out_dir), out_dir
 
 
 def test_learning_rates_grid(learning_rates: tuple[dict, Path]) -> None:
@@ -104,8 +98,10 @@ def test_learning_rate_10_overshoots_and_100_is_stuck(learning_rates: tuple[dict
     assert result["rescued"][100.0] < 1e-3  # the logits loss recovers
 
 
-def test_decision_border_is_the_line_from_the_weights(tmp_path: Path) -> None:
-    result = load("decision_border").main(resolution=101, out_dir=tmp_path)
+def test_decision_border_is_the_line_from_the_weights(
+    tmp_path: Path, load_example: Callable[[str], ModuleType]
+) -> None:
+    result = load_example("decision_border").main(resolution=101, out_dir=tmp_path)
     assert result["accuracy"] == 1.0
     assert result["unexplained"] == 0
     assert result["agreement"] == 1.0
@@ -115,8 +111,10 @@ def test_decision_border_is_the_line_from_the_weights(tmp_path: Path) -> None:
     check_figure(result["figure"], tmp_path, "decision_border.png")
 
 
-def test_and_float_linear_against_mlp(tmp_path: Path) -> None:
-    result = load("and_float").main(epochs=50, out_dir=tmp_path)
+def test_and_float_linear_against_mlp(
+    tmp_path: Path, load_example: Callable[[str], ModuleType]
+) -> None:
+    result = load_example("and_float").main(epochs=50, out_dir=tmp_path)
     linear, mlp = result["linear"]["accuracy"], result["mlp"]["accuracy"]
     assert 0.85 <= linear <= 0.96  # a line: about 11/12 at best
     assert mlp >= 0.96
@@ -124,9 +122,11 @@ def test_and_float_linear_against_mlp(tmp_path: Path) -> None:
     check_figure(result["figure"], tmp_path, "and_float.png")
 
 
-def test_digits_reaches_97_percent(tmp_path: Path) -> None:
+def test_digits_reaches_97_percent(
+    tmp_path: Path, load_example: Callable[[str], ModuleType]
+) -> None:
     pytest.importorskip("sklearn")
-    result = load("digits").main(verbose=False, out_dir=tmp_path)
+    result = load_example("digits").main(verbose=False, out_dir=tmp_path)
     assert result["accuracy"] >= 0.97
     history = result["history"]
     assert history.epochs == 20
@@ -136,8 +136,11 @@ def test_digits_reaches_97_percent(tmp_path: Path) -> None:
 
 
 def test_digits_explains_a_missing_scikit_learn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    load_example: Callable[[str], ModuleType],
 ) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    assert load("digits").main(out_dir=tmp_path) == {}
+    assert load_example("digits").main(out_dir=tmp_path) == {}
     assert 'pip install -e ".[examples]"' in capsys.readouterr().out
