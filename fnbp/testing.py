@@ -40,7 +40,7 @@ class GradCheck:
         return all(e <= self.rtol for e in self.errors.values())
 
     def __str__(self) -> str:
-        width = max(4, *map(len, self.errors))
+        width = max([4, *map(len, self.errors)])
         rows = [
             f"{path:<{width}}  {err:.2e}  {'ok' if err <= self.rtol else 'FAIL'}"
             for path, err in self.errors.items()
