@@ -99,6 +99,16 @@ def vjp_ctx(layer: Any, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
     return method(x, need_g_x, ctx)
 
 
+def split_context(ctx: Context, n: int, owner: str) -> tuple[tuple, tuple]:
+    """For a combinator of ``n`` children: one key each (split from ``ctx.key``) and
+    the tuple of their ``n`` states (``None`` each when ``ctx.state`` is None)."""
+    keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
+    states = (None,) * n if ctx.state is None else ctx.state
+    if type(states) is not tuple or len(states) != n:
+        raise StructureError(f"{owner} needs a tuple of {n} states, got {states!r}")
+    return keys, states
+
+
 def init_state(net: Any) -> Any:
     """The initial state of ``net`` (``None`` for layers that keep none).
 

@@ -16,9 +16,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .. import random
-from ..core import Context, Layer, LayerLike, check_layer, init_state, vjp_ctx
-from ..errors import LocatedError, ShapeError, StructureError
+from ..core import Context, Layer, LayerLike, check_layer, init_state, split_context, vjp_ctx
+from ..errors import LocatedError, ShapeError
 from ..record import static
 
 __all__ = ["Residual", "Parallel"]
@@ -33,15 +32,6 @@ def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     for i, layer in enumerate(branches):
         check_layer(layer, "Parallel", f"branches[{i}]")
     return branches
-
-
-def _keys_and_states(ctx: Context, n: int, owner: str) -> tuple[tuple, tuple]:
-    """One key per child (split from ``ctx.key``) and the tuple of ``n`` child states."""
-    keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
-    states = (None,) * n if ctx.state is None else ctx.state
-    if type(states) is not tuple or len(states) != n:
-        raise StructureError(f"{owner} needs a tuple of {n} states, got {states!r}")
-    return keys, states
 
 
 # --- Residual ------------------------------------------------------------------------------------
@@ -173,7 +163,7 @@ class Parallel(Layer):
     def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
         """:meth:`vjp` in training mode: one key and one state per branch."""
         n = len(self.branches)
-        keys, states = _keys_and_states(ctx, n, f"Parallel of {n} branches")
+        keys, states = split_context(ctx, n, f"Parallel of {n} branches")
         ys, pullbacks, new_states = [], [], []
         for i, (branch, k, s) in enumerate(zip(self.branches, keys, states, strict=True)):
             try:

@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import random
-from ..core import Context, Layer, LayerLike, check_layer, init_state, vjp_ctx
-from ..errors import LocatedError, StructureError
+from ..core import Context, Layer, LayerLike, check_layer, init_state, split_context, vjp_ctx
+from ..errors import LocatedError
 from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
@@ -72,12 +72,7 @@ class Serial(Layer):
     def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
         """:meth:`vjp` in training mode: one key and one state per layer."""
         n = len(self.layers)
-        keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
-        states = (None,) * n if ctx.state is None else ctx.state
-        if type(states) is not tuple or len(states) != n:
-            raise StructureError(
-                f"Serial of {n} layers needs a tuple of {n} states, got {states!r}"
-            )
+        keys, states = split_context(ctx, n, f"Serial of {n} layers")
         pullbacks, new_states = [], []
         for i, (layer, k, s) in enumerate(zip(self.layers, keys, states, strict=True)):
             try:
