@@ -99,6 +99,7 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
+        """``(L, dL/dpred)`` as written in the class docstring."""
         p, y = self._same_shape(pred, target)
         eps = _eps(p.dtype)
         p = np.maximum(p, eps)
@@ -125,6 +126,7 @@ class SigmoidBinaryCrossEntropy(Loss):
     name = "sigmoid_binary_cross_entropy"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
+        """``(L, dL/dpred)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
         value = _mean(softplus(z) - y * z)
         g = np.multiply(z, 0.5)
@@ -150,6 +152,7 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
+        """``(L, dL/dpred)`` as written in the class docstring."""
         z = _prediction(pred)
         if z.ndim < 1:
             raise ShapeError(f"{self.name}: logits need a class axis, got shape {z.shape}")
@@ -197,6 +200,7 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
+        """``(L, dL/dpred)`` as written in the class docstring."""
         p, y = self._same_shape(pred, target)
         g = np.subtract(p, y)
         value = np.vdot(g, g) / g.size

@@ -55,6 +55,7 @@ class Identity(_Activation):
     """``y = x``; ``g_x = g_y``."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x`` itself."""
         return x
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
@@ -69,6 +70,7 @@ class Sigmoid(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``0.5 * (1 + tanh(x / 2))``, a new array."""
         y = np.multiply(x, 0.5)
         np.tanh(y, out=y)
         y += 1.0
@@ -87,6 +89,7 @@ class Tanh(_Activation):
     """``y = tanh(x)``; derivative from the output: ``dy/dx = 1 - y**2``."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``tanh(x)``, a new array."""
         return np.tanh(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
@@ -101,6 +104,7 @@ class ReLU(_Activation):
     """``y = max(x, 0)``; ``dy/dx = 1 where y > 0, else 0``."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``max(x, 0)``, a new array."""
         return np.maximum(x, 0.0, dtype=x.dtype)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
@@ -114,6 +118,7 @@ class LeakyReLU(_Activation):
     slope: float = static(default=0.01, converter=float)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x`` where positive, ``slope * x`` elsewhere."""
         return np.where(x > 0, x, x * self.slope)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
@@ -128,6 +133,7 @@ class Softplus(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``max(x, 0) + log1p(exp(-|x|))``, a new array."""
         return softplus(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
@@ -151,6 +157,7 @@ class Softmax(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Softmax over the last axis, the row maximum subtracted first."""
         y = exp_cut(_shifted(x))
         y /= y.sum(axis=-1, keepdims=True)
         return y
@@ -171,6 +178,7 @@ class LogSoftmax(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x - logsumexp(x)`` over the last axis, the row maximum subtracted first."""
         y = _shifted(x)
         y -= np.log(exp_cut(y).sum(axis=-1, keepdims=True))
         return y

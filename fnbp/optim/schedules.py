@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 Schedule = Callable[[int], float]
+"""A learning-rate schedule: the value to use at update ``step`` (0 for the first)."""
 
 
 def _finite(name: str, value: float) -> float:

@@ -19,6 +19,7 @@ from .. import tree
 from ..record import param
 from . import _leaf
 from .base import EmptyState, Optimizer, check_range, counter, expect_state, frozen, leafwise
+from .schedules import Schedule
 
 __all__ = [
     "ScheduleState",
@@ -36,8 +37,6 @@ __all__ = [
     "add_decayed_weights",
     "clip_by_global_norm",
 ]
-
-Schedule = Callable[[int], float]
 
 
 def _zeros(params: Any) -> Any:
