@@ -163,11 +163,10 @@ class SoftmaxCrossEntropy(Loss):
         log_total = np.log(total)
         n = z.size // z.shape[-1] if z.shape[-1] else 0
         if target.shape == z.shape[:-1]:
-            labels = self._labels(target, z.shape[-1])
-            picked = np.take_along_axis(s, labels[..., None], axis=-1)
-            value = (log_total - picked).sum() / n
+            rows, labels = np.arange(n), self._labels(target, z.shape[-1]).ravel()
+            value = (np.add.reduce(log_total, axis=None) - s.reshape(n, -1)[rows, labels].sum()) / n
             e /= total
-            e.reshape(n, -1)[np.arange(n), labels.ravel()] -= 1.0
+            e.reshape(n, -1)[rows, labels] -= 1.0
             e *= 1.0 / n
             return value.astype(z.dtype), e
         y = self._same_shape(z, target)[1]
