@@ -215,14 +215,32 @@ def backward(net: LayerLike, x: Any, g_y: Any, *, need_g_x: bool = True, **ctx: 
     return (*pullback(g_y.astype(y.dtype, copy=False)), *new_state)
 
 
-def value_and_grad(net: LayerLike, loss: Loss, x: Any, target: Any, **ctx: Any) -> tuple:
+def value_and_grad(
+    net: LayerLike,
+    loss: Loss,
+    x: Any,
+    target: Any,
+    *,
+    train: bool = False,
+    key: random.Key | None = None,
+    state: Any = None,
+) -> tuple:
     """``(loss_value, grads)`` for a batch in one forward and one backward pass.
 
     The input gradient is skipped: only the parameter gradients are computed.
+    When the loss absorbs a :class:`Serial`'s output layer (cross-entropy
+    after a Sigmoid: ``dL/dz = (p - y) / n``), that layer's two passes are
+    folded into the loss; the results equal the two-step ones up to rounding.
     ``train``, ``key`` and ``state`` are as for :func:`vjp`; with ``state=``
     it returns ``(loss_value, grads, new_state)``.
     """
-    y, pullback, *new_state = vjp(net, x, need_g_x=False, **ctx)
+    through = getattr(net, "vjp_for_loss", None)
+    if through is None:
+        y, pullback, *new_state = vjp(net, x, need_g_x=False, train=train, key=key, state=state)
+    else:  # a Serial: the loss may take over its output layer (see Loss.absorbs)
+        ctx = None if _plain(train, key, state) else Context(train, key, state)
+        y, pullback, s, loss = through(loss, _as_input(x), False, ctx)
+        new_state = () if state is None else (s,)
     value, g_y = loss.value_and_grad(y, target)
     return (value, pullback(g_y)[1], *new_state)
 

@@ -19,14 +19,17 @@ import numpy as np
 
 from ._numeric import exp_cut, softplus
 from .errors import DTypeError, ShapeError
+from .layers.activations import Sigmoid
 
 __all__ = [
     "Loss",
     "BinaryCrossEntropy",
+    "BinaryCrossEntropyOfSigmoid",
     "SigmoidBinaryCrossEntropy",
     "SoftmaxCrossEntropy",
     "MeanSquaredError",
     "binary_cross_entropy",
+    "binary_cross_entropy_of_sigmoid",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",
     "mse",
@@ -71,6 +74,16 @@ class Loss:
         """``(value, g_pred)``: the mean loss and its gradient, shaped like ``pred``."""
         raise NotImplementedError
 
+    def absorbs(self, layer: object) -> Loss | None:
+        """A loss on the *input* ``z`` of ``layer`` equal to this loss on ``layer(z)``,
+        when this loss knows a shorter way to its gradient; otherwise ``None``.
+
+        :func:`fnbp.value_and_grad` asks it about a network's output layer and,
+        given one, skips that layer's forward and backward pass (see
+        :meth:`BinaryCrossEntropy.absorbs`).
+        """
+        return None
+
     def _same_shape(self, pred: object, target: object) -> tuple[np.ndarray, np.ndarray]:
         pred = _prediction(pred)
         target = np.asarray(target)
@@ -112,6 +125,63 @@ class BinaryCrossEntropy(Loss):
         q *= n
         g /= q
         return p.dtype.type(-log_likelihood / n), g
+
+    def absorbs(self, layer: object) -> Loss | None:
+        """After a :class:`~fnbp.Sigmoid`, the chain rule collapses: with
+        ``p = sigmoid(z)``, ``dL/dz = dL/dp * p (1 - p) = (p - y) / n``, one
+        subtraction instead of two backward passes. The value and, where ``p``
+        is clipped, the gradient are the two-step ones (equal up to rounding)."""
+        return binary_cross_entropy_of_sigmoid if type(layer) is Sigmoid else None
+
+
+_SIGNS: dict[tuple[np.dtype, int], np.ndarray] = {}
+
+
+def _signs(dtype: np.dtype, ndim: int) -> np.ndarray:
+    """``[0.5, -0.5]`` shaped ``(2, 1, ..., 1)`` to broadcast against an ``ndim`` array."""
+    signs = _SIGNS.get((dtype, ndim))
+    if signs is None:
+        signs = np.array([0.5, -0.5], dtype).reshape((2,) + (1,) * ndim)
+        signs.setflags(write=False)
+        _SIGNS[dtype, ndim] = signs
+    return signs
+
+
+@attrs.frozen
+class BinaryCrossEntropyOfSigmoid(Loss):
+    """:class:`BinaryCrossEntropy` of ``Sigmoid()(z)``, as a loss on ``z``::
+
+        p = 0.5 + 0.5 tanh(z / 2)        1 - p = 0.5 - 0.5 tanh(z / 2)
+        L = mean(-y log p - (1 - y) log(1 - p))        dL/dz = (p - y) / n
+
+    ``p`` and ``1 - p`` come from one tanh and one broadcast multiply. Where
+    either falls below the machine epsilon, probability-space cross-entropy
+    clips ``p``; there (and for an empty batch) this loss returns exactly the
+    two-step result (``BinaryCrossEntropy`` on the Sigmoid's output, then the
+    Sigmoid's backward pass), saturation included. Elsewhere the two agree
+    up to rounding; for large ``|z|`` both lose the digits that the rounding
+    of ``p`` loses, which :class:`SigmoidBinaryCrossEntropy` on logits avoids.
+    """
+
+    name = "binary_cross_entropy"
+
+    def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
+        """``(L, dL/dz)`` as written in the class docstring."""
+        z, y = self._same_shape(pred, target)
+        t = np.multiply(z, 0.5)
+        np.tanh(t, out=t)
+        pq = np.multiply(t, _signs(z.dtype, z.ndim))  # [p; 1 - p], minus the 0.5
+        pq += 0.5
+        p = pq[0]
+        if not z.size or np.minimum.reduce(pq, axis=None) < _eps(z.dtype):
+            value, g_p = binary_cross_entropy.value_and_grad(p, y)
+            return value, Sigmoid()._g_x(z, p, g_p)
+        n = z.size
+        g = np.subtract(p, y)
+        g *= 1.0 / n
+        np.log(pq, out=pq)
+        log_likelihood = np.vdot(y, pq[0]) + np.vdot(np.subtract(1.0, y), pq[1])
+        return z.dtype.type(-log_likelihood / n), g
 
 
 @attrs.frozen
@@ -208,6 +278,7 @@ class MeanSquaredError(Loss):
 
 
 binary_cross_entropy = BinaryCrossEntropy()
+binary_cross_entropy_of_sigmoid = BinaryCrossEntropyOfSigmoid()
 sigmoid_binary_cross_entropy = SigmoidBinaryCrossEntropy()
 softmax_cross_entropy = SoftmaxCrossEntropy()
 mse = MeanSquaredError()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
@@ -14,6 +15,9 @@ from ..errors import LocatedError
 from ..tree import _fields
 from .activations import Identity, ReLU
 from .dense import Dense
+
+if TYPE_CHECKING:
+    from ..losses import Loss
 
 
 def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
@@ -59,38 +63,64 @@ class Serial(Layer):
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """One forward pass keeping each layer's pullback, then the chain rule backwards."""
+        return self._vjp(x, need_g_x, len(self.layers))
+
+    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
+        """:meth:`vjp` in training mode: one key and one state per layer."""
+        return self._vjp_ctx(x, need_g_x, ctx, len(self.layers))
+
+    def vjp_for_loss(self, loss: Loss, x: np.ndarray, need_g_x: bool, ctx: Context | None) -> tuple:
+        """``(y, pullback, new_state, loss)`` to feed ``loss``, for :func:`fnbp.value_and_grad`.
+
+        When ``loss.absorbs`` the last layer (cross-entropy after a Sigmoid), the
+        pass stops before that layer: ``y`` is its input and the returned loss
+        is the one on that input. The absorbed layer has no parameters, so it
+        stands for its own gradient record. ``ctx`` is ``None`` for inference.
+        """
+        fused = loss.absorbs(self.layers[-1]) if self.layers else None
+        stop = len(self.layers) - (fused is not None)
+        if ctx is None:
+            y, pullback = self._vjp(x, need_g_x, stop)
+            return y, pullback, None, fused or loss
+        return (*self._vjp_ctx(x, need_g_x, ctx, stop), fused or loss)
+
+    def _vjp(self, x: np.ndarray, need_g_x: bool, stop: int) -> tuple[np.ndarray, Callable]:
+        """The vjp of ``layers[:stop]``; the rest stand for their own grads."""
         pullbacks = []
-        for i, layer in enumerate(self.layers):
+        for i in range(stop):
+            layer = self.layers[i]
             try:
                 x, pullback = layer.vjp(x, need_g_x)
             except LocatedError as e:
                 raise e.within(f"layers[{i}]") from None
             pullbacks.append(pullback)
             need_g_x = need_g_x or _has_params(layer)
-        return x, _chain(pullbacks)
+        return x, _chain(pullbacks, self.layers[stop:])
 
-    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
-        """:meth:`vjp` in training mode: one key and one state per layer."""
+    def _vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context, stop: int) -> tuple:
         n = len(self.layers)
         keys, states = split_context(ctx, n, f"Serial of {n} layers")
         pullbacks, new_states = [], []
-        for i, (layer, k, s) in enumerate(zip(self.layers, keys, states, strict=True)):
+        for i in range(stop):
             try:
-                x, pullback, s = vjp_ctx(layer, x, need_g_x, Context(ctx.train, k, s))
+                x, pullback, s = vjp_ctx(
+                    self.layers[i], x, need_g_x, Context(ctx.train, keys[i], states[i])
+                )
             except LocatedError as e:
                 raise e.within(f"layers[{i}]") from None
             pullbacks.append(pullback)
             new_states.append(s)
-            need_g_x = need_g_x or _has_params(layer)
-        return x, _chain(pullbacks), tuple(new_states)
+            need_g_x = need_g_x or _has_params(self.layers[i])
+        return x, _chain(pullbacks, self.layers[stop:]), (*new_states, *states[stop:])
 
     def init_state(self) -> tuple:
         """One state per layer (``None`` for those that keep none)."""
         return tuple(init_state(layer) for layer in self.layers)
 
 
-def _chain(pullbacks: list[Callable]) -> Callable:
-    """The chain rule: run the layers' pullbacks in reverse, collect their grads."""
+def _chain(pullbacks: list[Callable], rest: tuple[LayerLike, ...] = ()) -> Callable:
+    """The chain rule: run the layers' pullbacks in reverse, collect their grads.
+    ``rest`` are parameterless layers whose gradient was taken by a loss."""
 
     def pullback(g: np.ndarray) -> tuple[np.ndarray | None, Serial]:
         grads = []
@@ -98,7 +128,7 @@ def _chain(pullbacks: list[Callable]) -> Callable:
             g, g_layer = pb(g)
             grads.append(g_layer)
         grads.reverse()
-        return g, Serial._of(tuple(grads))
+        return g, Serial._of((*grads, *rest))
 
     return pullback
 
