@@ -10,6 +10,8 @@ leaving headroom for the ``1/N`` scaling that follows in a loss gradient.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _CUT: dict[np.dtype, float] = {}
@@ -24,9 +26,16 @@ def exp_cutoff(dtype: np.dtype) -> float:
 
 
 def exp_cut(a: np.ndarray) -> np.ndarray:
-    """``exp(a)`` in a new array, with 0 where ``a < exp_cutoff(a.dtype)``."""
+    """``exp(a)`` in a new array, with 0 where ``a < exp_cutoff(a.dtype)``.
+
+    Usually nothing is that small: one ``min`` finds out, and a plain ``exp``
+    follows (2-3x faster than the masked one).
+    """
+    cutoff = exp_cutoff(a.dtype)
+    if a.size and np.minimum.reduce(a, axis=None) >= cutoff:
+        return np.exp(a)
     out = np.zeros_like(a)
-    return np.exp(a, out=out, where=a >= exp_cutoff(a.dtype))
+    return np.exp(a, out=out, where=~(a < cutoff))  # NaN stays NaN
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
@@ -37,3 +46,42 @@ def softplus(x: np.ndarray) -> np.ndarray:
     np.log1p(t, out=t)
     t += np.maximum(x, 0.0, dtype=x.dtype)
     return t
+
+
+_ROW = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _zero_row(dtype: np.dtype) -> np.ndarray:
+    zeros = np.zeros(_ROW, dtype)
+    zeros.setflags(write=False)
+    return zeros
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` in a new array of ``x``'s dtype.
+
+    numpy 2.4 takes ``maximum`` of a float32 array and a scalar in a slow
+    loop; against a row of zeros it takes the vectorised one, about twice as
+    fast (140 vs 77 us at 1024x256 on the benchmark machine). So a contiguous
+    float32 array is viewed as rows of 256; float64 is faster as it is.
+    """
+    if x.dtype == np.float32 and x.size % _ROW == 0 and x.size and x.flags.c_contiguous:
+        return np.maximum(x.reshape(-1, _ROW), _zero_row(x.dtype)).reshape(x.shape)
+    return np.maximum(x, 0.0, dtype=x.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``n`` ones, cached: ``ones @ g`` and ``a @ ones`` sum
+    with BLAS, 2-7x faster than ``sum(axis=...)`` (see :func:`row_sums`)."""
+    vector = np.ones(n, dtype)
+    vector.setflags(write=False)
+    return vector
+
+
+def row_sums(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=-1, keepdims=True)`` for a float array, as a matrix-vector
+    product: 4-6x faster for short rows such as 10 class scores."""
+    sums = a.dot(ones(a.shape[-1], a.dtype)) if a.ndim == 2 else a @ ones(a.shape[-1], a.dtype)
+    return sums[..., None]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from ._numeric import exp_cut, softplus
+from ._numeric import exp_cut, row_sums, softplus
 from .errors import DTypeError, ShapeError
 from .layers.activations import Sigmoid
 
@@ -229,7 +229,7 @@ class SoftmaxCrossEntropy(Loss):
         target = np.asarray(target)
         s = np.subtract(z, z.max(axis=-1, keepdims=True))
         e = exp_cut(s)
-        total = e.sum(axis=-1, keepdims=True)
+        total = row_sums(e)
         log_total = np.log(total)
         n = z.size // z.shape[-1] if z.shape[-1] else 0
         if target.shape == z.shape[:-1]:

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .._numeric import exp_cut, exp_cutoff, softplus
+from .._numeric import exp_cut, exp_cutoff, relu, row_sums, softplus
 from ..core import Layer
 from ..record import static
 
@@ -105,7 +105,7 @@ class ReLU(_Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``max(x, 0)``, a new array."""
-        return np.maximum(x, 0.0, dtype=x.dtype)
+        return relu(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         return np.multiply(g_y, y > 0, dtype=g_y.dtype)
@@ -159,12 +159,12 @@ class Softmax(_Activation):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Softmax over the last axis, the row maximum subtracted first."""
         y = exp_cut(_shifted(x))
-        y /= y.sum(axis=-1, keepdims=True)
+        y /= row_sums(y)
         return y
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         g_x = np.multiply(g_y, y)
-        dot = g_x.sum(axis=-1, keepdims=True)
+        dot = row_sums(g_x)
         np.subtract(g_y, dot, out=g_x)
         g_x *= y
         return g_x
@@ -180,12 +180,12 @@ class LogSoftmax(_Activation):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x - logsumexp(x)`` over the last axis, the row maximum subtracted first."""
         y = _shifted(x)
-        y -= np.log(exp_cut(y).sum(axis=-1, keepdims=True))
+        y -= np.log(row_sums(exp_cut(y)))
         return y
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         g_x = exp_cut(y)
-        g_x *= -g_y.sum(axis=-1, keepdims=True)
+        g_x *= -row_sums(g_y)
         g_x += g_y
         return g_x
 

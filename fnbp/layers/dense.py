@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import attrs
@@ -10,18 +9,10 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import initializers, random
+from .._numeric import ones
 from ..core import Layer
 from ..errors import DTypeError, ShapeError
 from ..record import param
-
-
-@functools.lru_cache(maxsize=16)
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only vector of ``n`` ones: ``ones @ g`` sums rows with BLAS, 2-7x
-    faster than ``g.sum(axis=0)`` for a tall gradient."""
-    ones = np.ones(n, dtype)
-    ones.setflags(write=False)
-    return ones
 
 
 @attrs.frozen
@@ -94,6 +85,6 @@ class Dense(Layer):
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dense]:
             g_x = g_y.dot(self.W.T) if need_g_x else None
-            return g_x, Dense(x.T.dot(g_y), _ones(len(g_y), g_y.dtype).dot(g_y))
+            return g_x, Dense(x.T.dot(g_y), ones(len(g_y), g_y.dtype).dot(g_y))
 
         return y, pullback

@@ -181,3 +181,27 @@ def test_inputs_are_not_modified(make, layer):
     fb.backward(layer, x, g_y)
     fb.backward(layer, writeable_x, g_y.copy())
     np.testing.assert_array_equal(writeable_x, x)
+
+
+@pytest.mark.parametrize("shape", [(4, 256), (3, 4, 64), (1024,), (5, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_forward_equals_numpy_maximum_bit_for_bit(shape, dtype):
+    """float32 arrays of a multiple of 256 elements take a row-wise path: same bits."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    flat = x.reshape(-1)
+    flat[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, -1e-40]
+    x.setflags(write=False)
+    y = fb.ReLU().forward(x)
+    expected = np.maximum(x, dtype(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert np.array_equal(y, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(y), np.signbit(expected))
+    assert not np.shares_memory(y, x)
+
+
+def test_relu_forward_on_a_non_contiguous_float32_view():
+    x = np.arange(-512, 512, dtype=np.float32).reshape(32, 32)[:, ::2]
+    x.setflags(write=False)
+    assert np.array_equal(fb.ReLU().forward(x), np.maximum(x, 0))
+    assert np.array_equal(fb.ReLU().forward(x.T), np.maximum(x.T, 0))
