@@ -90,3 +90,15 @@ def test_custom_layer_plugs_into_backward_and_errors(
     with pytest.raises(fb.ShapeError, match=r"layers\[0\]: PReLU\(2\)"):
         fb.forward(fb.Serial((layer,)), np.ones((2, 3)))
     assert fb.forward(net, np.ones((2, 3))).shape == (2, 2)
+
+
+def test_chain_rule_collapse_agrees_and_saturates(
+    load_example: Callable[[str], ModuleType],
+) -> None:
+    result = load_example("chain_rule_collapse").main()
+    assert result["agree"]
+    assert abs(result["value"] - result["value_two_step"]) < 1e-12
+    np.testing.assert_allclose(
+        result["grads"].layers[0].b, result["g_z"].sum(axis=0), rtol=1e-12
+    )
+    assert result["saturated_g_b"] == 0.0
