@@ -60,7 +60,9 @@ def main(seed: int = 0) -> dict[str, Any]:
     value_1, g_z = collapsed(net, X, Y)
     value, grads = fb.value_and_grad(net, fb.binary_cross_entropy, X, Y)
     print("dL/dz = (p - y) / N:", np.round(g_z.ravel(), 6))
-    print(f"loss: two-step {value_2:.12f}, value_and_grad {float(value):.12f}")
+    print(
+        f"loss: two-step {value_2:.12f}, by hand {value_1:.12f}, value_and_grad {float(value):.12f}"
+    )
     rows = [("two-step", grads_2), ("value_and_grad", grads)]
     for name, g in rows:
         print(f"  {name:15s} g_W = {np.round(g.layers[0].W.ravel(), 8)}  g_b = {g.layers[0].b}")

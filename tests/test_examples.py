@@ -98,7 +98,5 @@ def test_chain_rule_collapse_agrees_and_saturates(
     result = load_example("chain_rule_collapse").main()
     assert result["agree"]
     assert abs(result["value"] - result["value_two_step"]) < 1e-12
-    np.testing.assert_allclose(
-        result["grads"].layers[0].b, result["g_z"].sum(axis=0), rtol=1e-12
-    )
+    np.testing.assert_allclose(result["grads"].layers[0].b, result["g_z"].sum(axis=0), rtol=1e-12)
     assert result["saturated_g_b"] == 0.0
