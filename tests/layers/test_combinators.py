@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import numpy as np
 import pytest
+from _spy import Spy
 
 import fnbp as fb
 
@@ -61,20 +62,6 @@ def branches(seed=0):
 def sum_branches(seed=0):
     k1, k2 = keys(seed, 2)
     return (fb.Serial((dense(k1, 3, 3), fb.Tanh())), dense(k2, 3, 3), fb.Identity())
-
-
-class Spy:
-    """A plain layer without params that records the need_g_x it was asked for."""
-
-    def __init__(self):
-        self.asked = []
-
-    def forward(self, x):
-        return x
-
-    def vjp(self, x, need_g_x=True):
-        self.asked.append(need_g_x)
-        return x, lambda g: (g if need_g_x else None, self)
 
 
 @attrs.frozen

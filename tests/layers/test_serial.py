@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _spy import Spy
 
 import fnbp as fb
 
@@ -35,20 +36,6 @@ def nested_net(seed=0):
             fb.LogSoftmax(),
         )
     )
-
-
-class Spy:
-    """A plain (non-attrs) layer without params that records the need_g_x it was asked for."""
-
-    def __init__(self):
-        self.asked = []
-
-    def forward(self, x):
-        return x
-
-    def vjp(self, x, need_g_x=True):
-        self.asked.append(need_g_x)
-        return x, lambda g: (g if need_g_x else None, self)
 
 
 def test_forward_is_composition(make):
