@@ -8,17 +8,17 @@ steps back from the loss:
     dL/dz = dL/dp * p (1 - p)                the Sigmoid's backward pass
 
 and the ``p (1 - p)`` cancels: ``dL/dz = (p - y) / N``. ``fb.value_and_grad``
-knows it: when a network ends in ``Sigmoid()`` and the loss is
-``fb.binary_cross_entropy``, the loss *absorbs* the Sigmoid
-(``loss.absorbs(layer)``) and the backward pass starts from ``(p - y) / N``.
+knows it: the pair (``Sigmoid``, ``BinaryCrossEntropy``) is in its one table of
+fused pairs, ``fb.FUSIONS``, so the backward pass starts from ``(p - y) / N``.
 This script does both by hand and shows that they agree.
 
 They part only where ``p`` saturates. The loss clips ``p`` to ``[eps, 1 - eps]``
-so that ``log p`` stays finite; at ``z = -40`` the Sigmoid gives ``p = 0``,
-and the two-step product is ``0``, while ``p - y`` would say ``-1``. fnbp keeps
-the two-step answer there, so a saturated unit is stuck either way -- which is
-why ``fb.sigmoid_binary_cross_entropy`` on logits (exact everywhere) is the
-better loss for new code.
+so that ``log p`` stays finite; at ``z = -60`` the Sigmoid gives
+``p = 8.8e-27``, far below ``eps = 2.2e-16``: the clipped loss no longer sees
+``p`` move, and the two-step product is about ``1e-11`` while ``p - y`` would
+say ``-1``. fnbp keeps the two-step answer there, so a saturated unit is stuck
+either way -- which is why ``fb.sigmoid_binary_cross_entropy`` on logits
+(exact everywhere) is the better loss for new code.
 
 Run it with::
 
@@ -71,12 +71,16 @@ def main(seed: int = 0) -> dict[str, Any]:
     agree = fb.tree.allclose(grads, grads_2, rtol=1e-12, atol=1e-15)
     print(f"same gradients to 1e-12: {agree}\n")
 
-    saturated = fb.Serial((fb.Dense(dense.W, np.array([-40.0])), fb.Sigmoid()))
+    saturated = fb.Serial((fb.Dense(dense.W, np.array([-60.0])), fb.Sigmoid()))
     _, grads_sat = fb.value_and_grad(saturated, fb.binary_cross_entropy, X, Y)
     p_sat = fb.forward(saturated, X)
-    print("bias -40: p =", p_sat.ravel(), " (clipped to eps inside the loss)")
+    _, grads_logits = fb.value_and_grad(
+        fb.Serial(saturated.layers[:1]), fb.sigmoid_binary_cross_entropy, X, Y
+    )
+    print("bias -60: p =", p_sat.ravel(), " (clipped to eps inside the loss)")
     print("  value_and_grad g_b =", grads_sat.layers[0].b, " -- the two-step answer: stuck")
     print("  (p - y) / N would give", ((p_sat - Y) / Y.size).sum())
+    print("  the loss on logits gives", grads_logits.layers[0].b, " -- it can still learn")
     return {
         "value": float(value),
         "value_two_step": value_2,
@@ -84,6 +88,7 @@ def main(seed: int = 0) -> dict[str, Any]:
         "g_z": g_z,
         "grads": grads,
         "saturated_g_b": float(grads_sat.layers[0].b[0]),
+        "logits_g_b": float(grads_logits.layers[0].b[0]),
     }
 
 

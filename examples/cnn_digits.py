@@ -117,8 +117,9 @@ def n_params(net: Any) -> int:
     return sum(leaf.size for leaf in fb.tree.leaves(net))
 
 
-def print_epoch(epoch: int, params: Any, logs: dict) -> None:
+def print_epoch(ts: fb.TrainState, logs: dict) -> None:
     """A ``fit`` callback: one line of losses and accuracies per epoch."""
+    epoch = logs["epoch"] - 1
     if epoch == 0:
         print(f"{'epoch':>5}  {'loss':>7} {'acc':>6}  {'test loss':>9} {'test acc':>8}")
     print(f"{epoch + 1:>5}  {logs['loss']:>7.4f} {logs['accuracy']:>6.1%}  "

@@ -89,8 +89,9 @@ def target_entropy(smoothing: float, n_classes: int = 10) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def print_epoch(epoch: int, params: Any, logs: dict) -> None:
+def print_epoch(ts: fb.TrainState, logs: dict) -> None:
     """A ``fit`` callback: one line of losses and accuracies per epoch."""
+    epoch = logs["epoch"] - 1
     if epoch == 0:
         print(f"{'epoch':>5}  {'loss':>7} {'acc':>6}  {'val loss':>8} {'val acc':>7}")
     print(f"{epoch + 1:>5}  {logs['loss']:>7.4f} {logs['accuracy']:>6.1%}  "

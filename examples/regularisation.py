@@ -106,8 +106,8 @@ def tracker(x: np.ndarray, y: np.ndarray) -> tuple[Callable, list[dict[str, floa
     """A ``fit`` callback evaluating ``(x, y)`` in inference mode after each epoch, and its log."""
     rows: list[dict[str, float]] = []
 
-    def track(epoch: int, params: Any, logs: dict) -> None:
-        rows.append(fb.evaluate(params, LOSS, x, y, metrics=("accuracy",)))
+    def track(ts: fb.TrainState, logs: dict) -> None:
+        rows.append(fb.evaluate(ts, LOSS, x, y, metrics=("accuracy",)))
 
     return track, rows
 

@@ -9,21 +9,43 @@ record. Randomness flows from explicit keys.
 >>> x = np.array([[1.0, 1.0], [0.0, 1.0]])
 >>> loss, grads = fb.value_and_grad(net, fb.binary_cross_entropy, x, [[1.0], [0.0]])
 >>> net = fb.update(net, grads, learning_rate=0.1)
+
+The map of the house. A module imports only from the lines above it::
+
+    errors                      the exception classes (one rule for their types)
+    validation                  every check of arguments and arrays; the dtype policy
+    record, random, _numeric    parameter records and ownership; keys; exact elementwise math
+    tree                        trees: a one-level API (children, rebuild), then map, leaves, ravel
+    core                        the layer protocol, Context, forward / vjp / backward over trees
+    initializers                seeded weight initializers
+    layers/                     one file per family: dense, activations, conv (and its window
+                                geometry, shared with pool), norm, dropout, embedding, reshape;
+                                the combinators serial and combinators (Residual, Parallel)
+    losses, metrics             numeric losses (no layer imports); accuracy and labels
+    optim/                      optimizers as (init, update) pairs: _leaf (the math), base
+                                (chain, apply_updates, fb.update), transforms, alias, schedules
+    train                       value_and_grad (with the one table of fused pairs), TrainState,
+                                train_step, batches
+    fit                         fit as a loop over train_step; History; predict, evaluate
+    checkpoint                  save and load(path, like): arrays plus a JSON description
+    testing                     check_grads: finite differences on every input and param leaf
+    datasets                    seeded toy datasets
 """
 
 __version__ = "0.1.0"
 
-from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree
+from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree, validation
 from .checkpoint import Checkpoint, CheckpointError
 from .core import (
     Context,
+    ContextLayer,
     Layer,
+    PlainLayer,
+    StatefulLayer,
     backward,
     dtype_of,
     forward,
     init_state,
-    update,
-    value_and_grad,
     vjp,
     vjp_ctx,
 )
@@ -35,6 +57,7 @@ from .errors import (
     ShapeError,
     StructureError,
 )
+from .fit import History, evaluate, fit, predict
 from .layers import (
     ELU,
     GELU,
@@ -80,10 +103,21 @@ from .losses import (
     softmax_cross_entropy,
 )
 from .metrics import accuracy, labels, probabilities
-from .record import param, readonly, replace, static
-from .train import History, batches, evaluate, fit, predict
+from .optim import update
+from .record import frozen, param, readonly, replace, static
+from .testing import GradientCheckError
+from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
+    "ContextLayer",
+    "FUSIONS",
+    "GradientCheckError",
+    "PlainLayer",
+    "StatefulLayer",
+    "TrainState",
+    "frozen",
+    "train_step",
+    "validation",
     "ELU",
     "GELU",
     "Parallel",

@@ -38,6 +38,31 @@ def exp_cut(a: np.ndarray) -> np.ndarray:
     return np.exp(a, out=out, where=~(a < cutoff))  # NaN stays NaN
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in a new array, accurate to full relative precision in both tails.
+
+    With ``e = exp(-|x|)`` (never overflowing): ``1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` for ``x < 0``, so ``sigmoid(-40)`` is ``4.25e-18``, not 0.
+    ``e`` is taken as 0 below :func:`exp_cutoff` (``sigmoid(x) < 1e-299`` in float64,
+    ``1e-29`` in float32): no underflow signal.
+    """
+    e = np.abs(x)
+    np.negative(e, out=e)
+    e = exp_cut(e)
+    d = np.add(e, 1.0)
+    np.copyto(e, 1.0, where=~(x < 0))  # the numerator: 1, or e where x < 0 (NaN stays)
+    e /= d
+    return e
+
+
+def sigmoid_grad(y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``g * y * (1 - y)``, the sigmoid's backward pass from its output ``y``, a new array."""
+    out = np.subtract(1.0, y, dtype=y.dtype)
+    out *= y
+    out *= g
+    return out
+
+
 def softplus(x: np.ndarray) -> np.ndarray:
     """``log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, a new array, no signals."""
     t = np.abs(x)

@@ -1,84 +1,103 @@
-"""The core contract: ``forward``, ``backward``, ``vjp``, ``update``.
+"""The core contract: ``forward``, ``vjp`` and ``backward`` over layers and trees.
 
-Every layer is an immutable record that provides
+**The layer protocol**, stated once. A layer is an ``attrs.frozen`` record: its
+:func:`~fnbp.param` fields are its parameters (tree leaves), its
+:func:`~fnbp.static` fields its hyperparameters. It is one of two kinds.
 
-* ``forward(x) -> y``, and
-* ``vjp(x, need_g_x=True) -> (y, pullback)`` where ``pullback(g_y)`` returns
-  ``(g_x, grads)``: the gradient with respect to the input (``None`` when
-  ``need_g_x`` is false, so nobody pays for it) and a record of the layer's
-  own class holding the gradient of every parameter.
+* A **plain layer** (:class:`PlainLayer`; subclass :class:`Layer`) computes the
+  same function in training and inference and implements::
 
-``backward`` is ``vjp`` followed by its pullback, so the two cannot drift.
-Subclassing :class:`Layer` gives ``forward`` for free from ``vjp``; any other
-object with these two methods plugs in just the same.
+      vjp(x, need_g_x=True) -> (y, pullback)        pullback(g_y) -> (g_x, grads)
 
-Training mode is explicit. A layer that behaves differently in training
-(Dropout, BatchNorm) or combines other layers also implements
+* A **context layer** (:class:`StatefulLayer`; subclass :class:`ContextLayer`)
+  behaves differently in training, needs a random key, keeps a state, or
+  holds other layers -- every combinator is one. It implements::
 
-* ``vjp_ctx(x, need_g_x, ctx) -> (y, pullback, new_state)``, where ``ctx`` is a
-  :class:`Context` holding ``train``, a ``key`` for randomness and the
-  layer's own ``state`` (running statistics), and
-* ``init_state() -> state`` when it keeps state.
+      vjp_ctx(x, need_g_x, ctx) -> (y, pullback, new_state)      init_state() -> state
 
-The public functions take ``train=``, ``key=`` and ``state=`` keywords; when
-none is given the plain ``forward``/``vjp`` run (inference). Whoever passes
-``state=`` gets the new state back as one more return value.
+  where ``ctx`` is a :class:`Context` ``(train, key, state)``. Its plain
+  ``vjp`` and ``forward`` are derived here, from ``vjp_ctx`` with the inference
+  context, so a combinator writes its forward pass once.
+
+For both kinds:
+
+* ``x``, ``y``, ``g_y`` and ``g_x`` are trees (an array, or a tuple or dict of
+  them: a recurrent cell takes ``(carry, x_t)``). ``g_x`` has ``x``'s structure,
+  with ``None`` in place of leaves that are not floating point (ids, masks);
+  it is ``None`` altogether when ``need_g_x`` is false -- in training nobody
+  needs the gradient with respect to the data, and for a first ``Dense`` it is
+  the largest matrix multiply of the backward pass.
+* ``grads`` is a record of the layer's own class holding the gradient of each
+  parameter (``attrs.evolve(self, W=g_W, b=g_b)``); a layer without parameters
+  returns itself. So ``update`` is one tree map.
+* Nothing the caller passes in is ever written to, and arrays held by a record
+  are read-only. A function may write only into arrays it allocated itself and
+  has not handed to anyone (``z = x @ W; z += b``); to hand one to a record
+  without a copy, mark it with :func:`~fnbp.frozen`.
+* A context layer hands back its new state as a value (``None`` if it keeps
+  none) and never modifies ``ctx.state``. In inference a layer that needs its
+  state (BatchNorm's running statistics) and gets none raises
+  :class:`~fnbp.ModeError`: trained statistics cannot be forgotten silently.
+
+The public functions below take ``train=``, ``key=`` and ``state=``; without them
+they run inference. Whoever passes ``state=`` gets the new state back as one
+more return value; nothing is mutated.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 import numpy as np
 
-from . import random, tree
-from .errors import DTypeError, ShapeError, StructureError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from .losses import Loss
+from . import random, tree, validation
+from .errors import LocatedError, ShapeError, StructureError
 
 __all__ = [
     "Context",
     "Layer",
+    "ContextLayer",
+    "PlainLayer",
+    "StatefulLayer",
+    "Pullback",
     "forward",
     "backward",
     "vjp",
-    "update",
-    "value_and_grad",
-    "dtype_of",
-    "init_state",
     "vjp_ctx",
+    "init_state",
+    "dtype_of",
+    "as_input",
+    "split_context",
     "check_layer",
+    "check_cotangent",
+    "check_like_input",
+    "checked_pullback",
+    "call",
 ]
 
-
-class LayerLike(Protocol):
-    """What fnbp needs from a layer: ``forward`` and ``vjp``."""
-
-    def forward(self, x: np.ndarray) -> np.ndarray: ...
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]: ...
+Tree: TypeAlias = Any
+Pullback: TypeAlias = Callable[[Tree], tuple[Tree, Any]]
 
 
-class Layer:
-    """Optional base class of layers: supplies ``forward`` from ``vjp``.
+@runtime_checkable
+class PlainLayer(Protocol):
+    """A layer that computes one function in every mode: ``vjp`` (and ``forward``)."""
 
-    Subclasses are ``attrs.frozen`` records and implement
-    ``vjp(self, x, need_g_x=True) -> (y, pullback)``; they override
-    ``forward`` when it can be cheaper than a full ``vjp``.
-    """
+    def vjp(self, x: Tree, need_g_x: bool = True) -> tuple[Tree, Pullback]: ...
 
-    __slots__ = ()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """The layer's output for a batch ``x``."""
-        return self.vjp(x, need_g_x=False)[0]
+@runtime_checkable
+class StatefulLayer(Protocol):
+    """A layer that needs the mode, a key or a state: ``vjp_ctx`` and ``init_state``."""
 
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """``(y, pullback)``; ``pullback(g_y) -> (g_x, grads)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement vjp")
+    def vjp_ctx(self, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pullback, Any]: ...
+
+    def init_state(self) -> Any: ...
+
+
+LayerLike: TypeAlias = PlainLayer | StatefulLayer
 
 
 @attrs.frozen
@@ -90,8 +109,58 @@ class Context:
     state: Any = None
 
 
-def vjp_ctx(layer: Any, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
-    """``(y, pullback, new_state)`` of any layer; plain layers keep their state."""
+_INFERENCE = Context()
+_TRAINING = Context(train=True)
+
+
+class Layer:
+    """Base class of plain layers: supplies ``forward`` from ``vjp``.
+
+    Subclasses are ``attrs.frozen`` records and implement
+    ``vjp(self, x, need_g_x=True) -> (y, pullback)``; they override
+    ``forward`` when it can be cheaper than a full ``vjp``.
+    """
+
+    __slots__ = ()
+
+    def forward(self, x: Tree) -> Tree:
+        """The layer's output for a batch ``x``."""
+        return self.vjp(x, need_g_x=False)[0]
+
+    def vjp(self, x: Tree, need_g_x: bool = True) -> tuple[Tree, Pullback]:
+        """``(y, pullback)``; ``pullback(g_y) -> (g_x, grads)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement vjp")
+
+
+class ContextLayer:
+    """Base class of context layers and combinators: ``vjp`` and ``forward`` derived
+    from ``vjp_ctx`` in inference, ``init_state`` returning None unless overridden."""
+
+    __slots__ = ()
+
+    def vjp_ctx(self, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pullback, Any]:
+        """``(y, pullback, new_state)`` in the mode, with the key and state, of ``ctx``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement vjp_ctx")
+
+    def vjp(self, x: Tree, need_g_x: bool = True) -> tuple[Tree, Pullback]:
+        """Inference without a state: ``vjp_ctx`` with ``Context()``."""
+        y, pullback, _ = self.vjp_ctx(x, need_g_x, _INFERENCE)
+        return y, pullback
+
+    def forward(self, x: Tree) -> Tree:
+        """Inference without a state: the output of ``vjp_ctx`` with ``Context()``."""
+        return self.vjp_ctx(x, False, _INFERENCE)[0]
+
+    def init_state(self) -> Any:
+        """The state before training (``None``: this layer keeps none)."""
+        return None
+
+
+def vjp_ctx(layer: Any, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pullback, Any]:
+    """``(y, pullback, new_state)`` of any layer: the one call combinators make.
+
+    A plain layer runs its ``vjp`` and keeps its state (``ctx.state``).
+    """
     method = getattr(layer, "vjp_ctx", None)
     if method is None:
         y, pullback = layer.vjp(x, need_g_x)
@@ -99,14 +168,100 @@ def vjp_ctx(layer: Any, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
     return method(x, need_g_x, ctx)
 
 
-def split_context(ctx: Context, n: int, owner: str) -> tuple[tuple, tuple]:
-    """For a combinator of ``n`` children: one key each (split from ``ctx.key``) and
-    the tuple of their ``n`` states (``None`` each when ``ctx.state`` is None)."""
+def call(
+    layer: Any, x: Tree, need_g_x: bool, ctx: Context, where: str
+) -> tuple[Tree, Pullback, Any]:
+    """:func:`vjp_ctx` of a combinator's child at ``where`` (``layers[2]``): errors
+    get the child's place prepended, and its pullback is checked (see
+    :func:`checked_pullback`)."""
+    try:
+        y, pullback, state = vjp_ctx(layer, x, need_g_x, ctx)
+    except LocatedError as e:
+        raise e.within(where) from None
+    return y, checked_pullback(pullback, layer, x, need_g_x, where), state
+
+
+def checked_pullback(
+    pullback: Pullback, layer: Any, x: Tree, need_g_x: bool, where: str
+) -> Pullback:
+    """``pullback`` checked as it runs: its errors name ``where``, and it must return a
+    pair ``(g_x, grads)`` with ``grads`` of ``layer``'s class and ``g_x`` of ``x``'s
+    structure and shapes (or None when not needed)."""
+
+    def checked(g_y: Tree) -> tuple[Tree, Any]:
+        try:
+            out = pullback(g_y)
+            _check_pullback_output(out, layer, x, need_g_x)
+        except LocatedError as e:
+            raise e.within(where) from None
+        return out
+
+    return checked
+
+
+def _check_pullback_output(out: Any, layer: Any, x: Tree, need_g_x: bool) -> None:
+    name = type(layer).__name__
+    if type(out) is not tuple or len(out) != 2:
+        raise StructureError(
+            f"the pullback of {name} must return a pair (g_x, grads), got {type(out).__name__}"
+        )
+    g_x, grads = out
+    if type(grads) is not type(layer):
+        swapped = " (are g_x and grads swapped?)" if type(g_x) is type(layer) else ""
+        raise StructureError(
+            f"the pullback of {name} must return grads as a {name} record, "
+            f"got {type(grads).__name__}{swapped}"
+        )
+    if need_g_x:
+        check_like_input(g_x, x, f"the pullback of {name}")
+
+
+def check_like_input(g_x: Tree, x: Tree, owner: str) -> None:
+    """``g_x`` has the structure and leaf shapes of the input ``x``; ``None`` stands
+    for leaves (or whole subtrees) that are not floating point: ids, masks."""
+    if type(g_x) is np.ndarray and type(x) is np.ndarray:
+        if g_x.shape != x.shape:
+            raise ShapeError(f"{owner} returned g_x of shape {g_x.shape} for input {x.shape}")
+        return
+    if g_x is None:
+        if any(np.asarray(leaf).dtype.kind == "f" for leaf in tree.leaves(x)):
+            raise StructureError(f"{owner} returned no g_x for a floating-point input")
+        return
+    if tree.is_leaf(x) or tree.is_leaf(g_x):
+        why = tree.mismatch(x, g_x)
+        if why:
+            raise StructureError(f"{owner}: g_x does not match the input: {why}")
+        if np.shape(g_x) != np.shape(x):
+            raise ShapeError(f"{owner} returned g_x of shape {np.shape(g_x)} for {np.shape(x)}")
+        return
+    why = tree.mismatch(x, g_x)
+    if why:
+        raise StructureError(f"{owner}: g_x does not match the input: {why}")
+    for (key, a), (_, g) in zip(tree.children(x), tree.children(g_x), strict=True):
+        try:
+            check_like_input(g, a, owner)
+        except LocatedError as e:
+            raise e.within(tree.path(x, key)) from None
+
+
+def split_context(ctx: Context, n: int, owner: str) -> tuple[Context, ...]:
+    """The contexts of a combinator's ``n`` children: one key each, split from
+    ``ctx.key``, and the tuple of their ``n`` states from ``ctx.state``."""
+    if ctx.key is None and ctx.state is None:
+        return ((_TRAINING if ctx.train else _INFERENCE),) * n
     keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
     states = (None,) * n if ctx.state is None else ctx.state
     if type(states) is not tuple or len(states) != n:
-        raise StructureError(f"{owner} needs a tuple of {n} states, got {states!r}")
-    return keys, states
+        raise StructureError(
+            f"{owner} needs a tuple of {n} states (from fb.init_state), got {_brief(states)}"
+        )
+    return tuple(Context(ctx.train, k, s) for k, s in zip(keys, states, strict=True))
+
+
+def _brief(value: Any) -> str:
+    if type(value) is tuple:
+        return f"a tuple of {len(value)}"
+    return f"a {type(value).__name__}"
 
 
 def init_state(net: Any) -> Any:
@@ -118,28 +273,14 @@ def init_state(net: Any) -> Any:
     return None if method is None else method()
 
 
-def _plain(train: bool, key: Any, state: Any) -> bool:
-    return not train and key is None and state is None
-
-
-_LAYER_CLASSES: set[type] = set()  # classes already seen to have forward and vjp
-
-
 def check_layer(layer: Any, owner: str, where: str) -> Any:
-    """``layer`` itself if it has ``forward`` and ``vjp``; a TypeError naming ``where`` if not.
-
-    Combinators call it on their children (``owner`` is their name), so a class
-    passed instead of an instance gets a hint.
-    """
-    cls = type(layer)
-    if cls in _LAYER_CLASSES:
-        return layer
-    if isinstance(layer, type) or not (hasattr(cls, "vjp") and hasattr(cls, "forward")):
+    """``layer`` itself if it is a layer (has ``vjp`` or ``vjp_ctx``), else a
+    StructureError naming ``where``; a class passed instead of an instance gets a hint."""
+    if isinstance(layer, type) or not (hasattr(layer, "vjp") or hasattr(layer, "vjp_ctx")):
         hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
-        raise TypeError(
-            f"{owner}: {where} must be a layer with forward and vjp, got {layer!r}{hint}"
+        raise StructureError(
+            f"{owner}: {where} must be a layer (with vjp or vjp_ctx), got {layer!r}{hint}"
         )
-    _LAYER_CLASSES.add(cls)
     return layer
 
 
@@ -152,34 +293,74 @@ def dtype_of(params: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _as_input(x: Any) -> np.ndarray:
-    """Accept a real numeric array (lists too); layers cast it as they need."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise DTypeError(f"expected a real numeric input array, got dtype {x.dtype}")
-    return x
+def as_input(x: Tree, owner: str = "input") -> Tree:
+    """``x`` as a tree of real numeric arrays: tuples, dicts and records are nodes,
+    anything else (a list of rows, a number) one array. A DTypeError names the leaf."""
+    if type(x) is np.ndarray or type(x) is list or tree.is_leaf(x):
+        return validation.numeric(x, owner)
+    if x is None:
+        return None
+    kids = []
+    for key, child in tree.children(x):
+        try:
+            kids.append(None if child is None else as_input(child, owner))
+        except LocatedError as e:
+            raise e.within(tree.path(x, key)) from None
+    return tree.rebuild(x, kids)
+
+
+def check_cotangent(g_y: Tree, y: Tree, owner: str) -> Tree:
+    """``g_y`` checked against the output ``y`` -- one structure, one shape per leaf,
+    the path named otherwise -- and cast to ``y``'s float dtypes."""
+
+    def cast(out: Any, g: Any) -> np.ndarray:
+        if type(g) is not np.ndarray or g.dtype not in validation.FLOATS:
+            g = validation.floating(g, owner, "g_y")
+        if g.shape != np.shape(out):
+            raise ShapeError(
+                f"{owner}: g_y has shape {g.shape}, the output has shape {np.shape(out)}"
+            )
+        dtype = out.dtype if out.dtype in validation.FLOATS else g.dtype
+        return g if g.dtype == dtype else g.astype(dtype)
+
+    if type(y) is np.ndarray and type(g_y) is np.ndarray:
+        return cast(y, g_y)
+    g_y = as_input(g_y, owner)
+    try:
+        return tree.map(cast, y, g_y)
+    except StructureError as e:
+        raise StructureError(f"{owner}: g_y does not have the output's structure: {e}") from None
+
+
+def _context(train: bool, key: random.Key | None, state: Any) -> Context:
+    if key is None and state is None:
+        return _TRAINING if train else _INFERENCE
+    return Context(validation.check_bool("fnbp", "train", train), key, state)
 
 
 def forward(
-    net: LayerLike, x: Any, *, train: bool = False, key: random.Key | None = None, state: Any = None
+    net: LayerLike,
+    x: Tree,
+    *,
+    train: bool = False,
+    key: random.Key | None = None,
+    state: Any = None,
 ) -> Any:
     """The output of ``net`` for the batch ``x``; pure: nothing is modified.
 
-    Boolean and integer inputs (a truth table, say) are cast to the
-    parameters' float dtype by the first ``Dense`` layer, as are float
-    inputs of another precision. With ``train=True`` layers such as Dropout
-    use ``key``; with ``state=`` it returns ``(y, new_state)``.
+    ``x`` is an array or a tree of arrays. Boolean and integer inputs (a
+    truth table) are cast to the parameters' float dtype by the first layer
+    with parameters, as are floats of another precision. With ``train=True``
+    layers such as Dropout use ``key``; with ``state=`` it returns
+    ``(y, new_state)``.
     """
-    x = _as_input(x)
-    if _plain(train, key, state):
-        return net.forward(x)
-    y, _, new_state = vjp_ctx(net, x, False, Context(train, key, state))
+    y, _, new_state = vjp_ctx(net, as_input(x), False, _context(train, key, state))
     return y if state is None else (y, new_state)
 
 
 def vjp(
     net: LayerLike,
-    x: Any,
+    x: Tree,
     *,
     need_g_x: bool = True,
     train: bool = False,
@@ -190,81 +371,35 @@ def vjp(
 
     ``grads`` has the same class and structure as ``net``. With
     ``need_g_x=False`` the gradient with respect to ``x`` is not computed and
-    ``g_x`` is ``None`` (in training it is never used). With ``state=`` it
-    returns ``(y, pullback, new_state)``.
+    ``g_x`` is ``None`` (in training it is never used). The pullback checks
+    ``g_y`` against ``y`` (structure and shapes) and casts it to ``y``'s dtype.
+    With ``state=`` it returns ``(y, pullback, new_state)``.
     """
-    x = _as_input(x)
-    if _plain(train, key, state):
-        return net.vjp(x, need_g_x)
-    y, pullback, new_state = vjp_ctx(net, x, need_g_x, Context(train, key, state))
-    return (y, pullback) if state is None else (y, pullback, new_state)
+    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+
+    def checked(g_y: Tree) -> tuple[Tree, Any]:
+        return pullback(check_cotangent(g_y, y, "pullback"))
+
+    return (y, checked) if state is None else (y, checked, new_state)
 
 
-def backward(net: LayerLike, x: Any, g_y: Any, *, need_g_x: bool = True, **ctx: Any) -> tuple:
-    """``(g_x, grads)``: the gradients of ``sum(forward(net, x) * g_y)``.
-
-    By the chain rule ``g_x = J_x^T g_y`` and ``grads = J_params^T g_y``.
-    ``g_y`` must have the output's shape; it is cast to the output's dtype.
-    ``train``, ``key`` and ``state`` are as for :func:`vjp`; with ``state=``
-    it returns ``(g_x, grads, new_state)``.
-    """
-    y, pullback, *new_state = vjp(net, x, need_g_x=need_g_x, **ctx)
-    g_y = np.asarray(g_y)
-    if g_y.shape != y.shape:
-        raise ShapeError(f"backward: g_y has shape {g_y.shape}, the output has shape {y.shape}")
-    return (*pullback(g_y.astype(y.dtype, copy=False)), *new_state)
-
-
-def value_and_grad(
+def backward(
     net: LayerLike,
-    loss: Loss,
-    x: Any,
-    target: Any,
+    x: Tree,
+    g_y: Tree,
     *,
+    need_g_x: bool = True,
     train: bool = False,
     key: random.Key | None = None,
     state: Any = None,
 ) -> tuple:
-    """``(loss_value, grads)`` for a batch in one forward and one backward pass.
+    """``(g_x, grads)``: the gradients of ``sum(forward(net, x) * g_y)``.
 
-    The input gradient is skipped: only the parameter gradients are computed.
-    When the loss absorbs a :class:`Serial`'s output layer (cross-entropy
-    after a Sigmoid: ``dL/dz = (p - y) / n``), that layer's two passes are
-    folded into the loss; the results equal the two-step ones up to rounding.
-    ``train``, ``key`` and ``state`` are as for :func:`vjp`; with ``state=``
-    it returns ``(loss_value, grads, new_state)``.
+    By the chain rule ``g_x = J_x^T g_y`` and ``grads = J_params^T g_y``.
+    ``g_y`` must have the output's structure and shapes; it is cast to the
+    output's dtype. ``train``, ``key`` and ``state`` are as for :func:`vjp`;
+    with ``state=`` it returns ``(g_x, grads, new_state)``.
     """
-    through = getattr(net, "vjp_for_loss", None)
-    if through is None:
-        y, pullback, *new_state = vjp(net, x, need_g_x=False, train=train, key=key, state=state)
-    else:  # a Serial: the loss may take over its output layer (see Loss.absorbs)
-        ctx = None if _plain(train, key, state) else Context(train, key, state)
-        y, pullback, s, loss = through(loss, _as_input(x), False, ctx)
-        new_state = () if state is None else (s,)
-    value, g_y = loss.value_and_grad(y, target)
-    return (value, pullback(g_y)[1], *new_state)
-
-
-def sgd_leaf(p: np.ndarray, g: np.ndarray, learning_rate: float) -> np.ndarray:
-    """``p - learning_rate * g`` in ``p``'s dtype, in one new read-only buffer."""
-    if p.shape != g.shape:
-        raise StructureError(f"params have shape {p.shape}, grads have shape {g.shape}")
-    if g.dtype == p.dtype:
-        out = g * -learning_rate
-    else:
-        out = np.multiply(g, -learning_rate, dtype=p.dtype)
-    if type(out) is not np.ndarray:  # a 0-d leaf gives a numpy scalar
-        out = np.asarray(out)
-    out += p
-    out.setflags(write=False)  # ours alone: a record can keep it without a view
-    return out
-
-
-def update(params: Any, grads: Any, learning_rate: float) -> Any:
-    """One step of plain gradient descent: a new record ``params - learning_rate * grads``.
-
-    ``grads`` must have the structure of ``params`` (a :class:`StructureError`
-    names the first path where they differ). The step keeps each leaf's dtype.
-    """
-    lr = float(learning_rate)
-    return tree.map(lambda p, g: sgd_leaf(p, g, lr), params, grads)
+    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+    g_x, grads = pullback(check_cotangent(g_y, y, "backward"))
+    return (g_x, grads) if state is None else (g_x, grads, new_state)

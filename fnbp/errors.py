@@ -1,4 +1,17 @@
-"""fnbp's exceptions: each names where in a network or tree the problem is."""
+"""fnbp's exceptions, one rule for all of them.
+
+* a value out of its domain (a hyperparameter, a label, an argument) -> ``ValueError``;
+* an array of the wrong shape -> :class:`ShapeError`;
+* an array of the wrong dtype -> :class:`DTypeError` (also a ``TypeError``);
+* trees, records and states that do not fit -> :class:`StructureError`;
+  a layer missing the key or state its mode needs -> :class:`ModeError`, a kind of it.
+
+The last three are :class:`LocatedError`\\ s: they know where in a network or a
+tree the problem is (``layers[2].W``), and combinators prepend their own
+position as the error travels outwards. They are raised through the helpers
+of :mod:`fnbp.validation`. A run that turns NaN or inf raises
+:class:`DivergenceError`.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +29,7 @@ class LocatedError(ValueError):
         self.path = path
 
     def within(self, where: str) -> LocatedError:
-        """Prefix ``where`` (``layers[2]``, ``.W``) to the path; returns ``self``."""
+        """Prefix ``where`` (``layers[2]``, ``W``) to the path; returns ``self``."""
         if self.path and not self.path.startswith("["):
             where += "."
         self.path = where + self.path
@@ -27,19 +40,21 @@ class LocatedError(ValueError):
 
 
 class ShapeError(LocatedError):
-    """An array reached a layer or loss with a shape or dtype it cannot take."""
+    """An array reached a layer, loss or function with a shape it cannot take."""
 
 
-class DTypeError(ShapeError, TypeError):
-    """An array has a dtype fnbp cannot use here (strings, objects, complex...)."""
-
-
-class ModeError(LocatedError):
-    """A layer lacks what its mode needs, e.g. Dropout in training without a key."""
+class DTypeError(LocatedError, TypeError):
+    """An array has a dtype fnbp cannot use here (float16, complex, strings, objects...)."""
 
 
 class StructureError(LocatedError):
-    """Two trees (params and grads, say) do not have the same structure."""
+    """Trees, records or states that do not fit: params and grads of different
+    structure, a state from another network, a class where a layer is needed."""
+
+
+class ModeError(StructureError):
+    """A layer lacks what its mode needs: Dropout in training without a key,
+    BatchNorm in inference without its running statistics."""
 
 
 class DivergenceError(FloatingPointError):

@@ -2,9 +2,13 @@
 
 Every loss is mean-reduced, and its gradient already carries the ``1/N``.
 Binary cross-entropy and mean squared error average over all elements;
-softmax cross-entropy sums over the class axis and averages over the rest.
-The target is cast to the prediction's dtype; a boolean or integer target
-(the notebook's truth table) is fine.
+softmax cross-entropy sums over the class axis and averages over the rest
+(the positions that are not ignored). The target is cast to the prediction's
+dtype; a boolean or integer target (the notebook's truth table) is fine.
+
+Predictions are float32 or float64 (booleans and integers are taken as
+float64); an empty batch, or a prediction or target outside the loss's
+domain, is a ``ValueError`` that says what to use instead.
 
 >>> import numpy as np, fnbp as fb
 >>> value, g = fb.mse.value_and_grad(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
@@ -14,12 +18,15 @@ The target is cast to the prediction's dtype; a boolean or integer target
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 
-from ._numeric import exp_cut, row_sums, softplus
+from . import validation
+from ._numeric import exp_cut, row_sums, sigmoid, sigmoid_grad, softplus
 from .errors import DTypeError, ShapeError
-from .layers.activations import Sigmoid
+from .record import static
 
 __all__ = [
     "Loss",
@@ -35,30 +42,7 @@ __all__ = [
     "mse",
 ]
 
-
-def _prediction(pred: object) -> np.ndarray:
-    pred = np.asarray(pred)
-    if pred.dtype.kind != "f":
-        if pred.dtype.kind not in "biu":
-            raise DTypeError(f"prediction must be a real numeric array, got dtype {pred.dtype}")
-        pred = pred.astype(np.float64)
-    return pred
-
-
-_EPS: dict[np.dtype, float] = {}
-
-
-def _eps(dtype: np.dtype) -> float:
-    """Machine epsilon of a float dtype as a Python float (cached: finfo is slow)."""
-    eps = _EPS.get(dtype)
-    if eps is None:
-        eps = _EPS[dtype] = float(np.finfo(dtype).eps)
-    return eps
-
-
-def _mean(a: np.ndarray) -> np.floating:
-    """Mean of all elements in ``a``'s dtype, without ``ndarray.mean``'s overhead."""
-    return np.add.reduce(a, axis=None) / a.size
+_EPS = {dtype: float(np.finfo(dtype).eps) for dtype in validation.FLOATS}
 
 
 class Loss:
@@ -74,27 +58,30 @@ class Loss:
         """``(value, g_pred)``: the mean loss and its gradient, shaped like ``pred``."""
         raise NotImplementedError
 
-    def absorbs(self, layer: object) -> Loss | None:
-        """A loss on the *input* ``z`` of ``layer`` equal to this loss on ``layer(z)``,
-        when this loss knows a shorter way to its gradient; otherwise ``None``.
-
-        :func:`fnbp.value_and_grad` asks it about a network's output layer and,
-        given one, skips that layer's forward and backward pass (see
-        :meth:`BinaryCrossEntropy.absorbs`).
-        """
-        return None
+    def _prediction(self, pred: object) -> np.ndarray:
+        p = validation.floating(pred, self.name, "prediction")
+        if p.ndim == 0 or p.shape[0] == 0:
+            raise ValueError(
+                f"{self.name}: the prediction must be a non-empty batch, got shape {p.shape} "
+                "(a mean over no samples is undefined)"
+            )
+        return p
 
     def _same_shape(self, pred: object, target: object) -> tuple[np.ndarray, np.ndarray]:
-        pred = _prediction(pred)
-        target = np.asarray(target)
-        if target.shape != pred.shape:
+        p = self._prediction(pred)
+        y = validation.numeric(target, self.name, "target")
+        if y.shape != p.shape:
             raise ShapeError(
-                f"{self.name}: prediction shape {pred.shape} differs from "
-                f"target shape {target.shape}"
+                f"{self.name}: prediction shape {p.shape} differs from target shape {y.shape}"
             )
-        if target.dtype.kind not in "biuf":
-            raise DTypeError(f"{self.name}: target must be numeric, got dtype {target.dtype}")
-        return pred, target.astype(pred.dtype, copy=False)
+        return p, y.astype(p.dtype, copy=False)
+
+    def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
+        if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):  # also catches NaN
+            raise ValueError(
+                f"{self.name}: {what} must be in [0, 1], got values from {a.min():g} to "
+                f"{a.max():g}{instead}"
+            )
 
 
 @attrs.frozen
@@ -105,8 +92,9 @@ class BinaryCrossEntropy(Loss):
         dL/dp = (p - y) / (p (1 - p)) / n
 
     ``p`` is clipped to ``[eps, 1 - eps]`` with the machine epsilon of its own
-    dtype, so probabilities of exactly 0 or 1 give a finite loss. Prefer
-    :class:`SigmoidBinaryCrossEntropy` on logits: it is exact everywhere.
+    dtype, so probabilities of exactly 0 or 1 give a finite loss. Predictions
+    outside [0, 1] (logits, say) are refused: use
+    :class:`SigmoidBinaryCrossEntropy` on logits, which is exact everywhere.
     """
 
     name = "binary_cross_entropy"
@@ -114,53 +102,37 @@ class BinaryCrossEntropy(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dpred)`` as written in the class docstring."""
         p, y = self._same_shape(pred, target)
-        eps = _eps(p.dtype)
-        p = np.maximum(p, eps)
-        np.minimum(p, 1.0 - eps, out=p)
-        q = np.subtract(1.0, p, dtype=p.dtype)
-        n = p.size
-        log_likelihood = np.vdot(y, np.log(p)) + np.vdot(np.subtract(1.0, y), np.log(q))
-        g = np.subtract(p, y)
-        q *= p
-        q *= n
-        g /= q
-        return p.dtype.type(-log_likelihood / n), g
-
-    def absorbs(self, layer: object) -> Loss | None:
-        """After a :class:`~fnbp.Sigmoid`, the chain rule collapses: with
-        ``p = sigmoid(z)``, ``dL/dz = dL/dp * p (1 - p) = (p - y) / n``, one
-        subtraction instead of two backward passes. The value and, where ``p``
-        is clipped, the gradient are the two-step ones (equal up to rounding)."""
-        return binary_cross_entropy_of_sigmoid if type(layer) is Sigmoid else None
+        self._unit_interval(p, "probabilities", " (logits? use fb.sigmoid_binary_cross_entropy)")
+        self._unit_interval(y, "targets", "")
+        return _bce(p, y)
 
 
-_SIGNS: dict[tuple[np.dtype, int], np.ndarray] = {}
-
-
-def _signs(dtype: np.dtype, ndim: int) -> np.ndarray:
-    """``[0.5, -0.5]`` shaped ``(2, 1, ..., 1)`` to broadcast against an ``ndim`` array."""
-    signs = _SIGNS.get((dtype, ndim))
-    if signs is None:
-        signs = np.array([0.5, -0.5], dtype).reshape((2,) + (1,) * ndim)
-        signs.setflags(write=False)
-        _SIGNS[dtype, ndim] = signs
-    return signs
+def _bce(p: np.ndarray, y: np.ndarray) -> tuple[np.floating, np.ndarray]:
+    """Probability-space cross-entropy, ``p`` clipped to ``[eps, 1 - eps]``."""
+    eps = _EPS[p.dtype]
+    p = np.clip(p, eps, 1.0 - eps)
+    q = np.subtract(1.0, p, dtype=p.dtype)
+    n = p.size
+    log_likelihood = np.vdot(y, np.log(p)) + np.vdot(np.subtract(1.0, y), np.log(q))
+    g = np.subtract(p, y)
+    q *= p
+    q *= n
+    g /= q
+    return p.dtype.type(-log_likelihood / n), g
 
 
 @attrs.frozen
 class BinaryCrossEntropyOfSigmoid(Loss):
-    """:class:`BinaryCrossEntropy` of ``Sigmoid()(z)``, as a loss on ``z``::
+    """:class:`BinaryCrossEntropy` of ``sigmoid(z)``, as a loss on ``z``::
 
-        p = 0.5 + 0.5 tanh(z / 2)        1 - p = 0.5 - 0.5 tanh(z / 2)
-        L = mean(-y log p - (1 - y) log(1 - p))        dL/dz = (p - y) / n
+        p = sigmoid(z)      L = mean(-y log p - (1 - y) log(1 - p))      dL/dz = (p - y) / n
 
-    ``p`` and ``1 - p`` come from one tanh and one broadcast multiply. Where
-    either falls below the machine epsilon, probability-space cross-entropy
-    clips ``p``; there (and for an empty batch) this loss returns exactly the
-    two-step result (``BinaryCrossEntropy`` on the Sigmoid's output, then the
-    Sigmoid's backward pass), saturation included. Elsewhere the two agree
-    up to rounding; for large ``|z|`` both lose the digits that the rounding
-    of ``p`` loses, which :class:`SigmoidBinaryCrossEntropy` on logits avoids.
+    The chain rule through the Sigmoid collapses: ``dL/dp * p (1 - p) = (p - y) / n``.
+    ``fb.value_and_grad`` uses it for a network that ends in a ``Sigmoid``
+    trained with ``binary_cross_entropy``, skipping the Sigmoid's backward pass.
+    Where ``p`` or ``1 - p`` falls below the machine epsilon the two-step result
+    (clipped ``p``, saturated gradient) is returned exactly; elsewhere the two
+    agree up to rounding. :class:`SigmoidBinaryCrossEntropy` avoids the clipping.
     """
 
     name = "binary_cross_entropy"
@@ -168,19 +140,17 @@ class BinaryCrossEntropyOfSigmoid(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dz)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        t = np.multiply(z, 0.5)
-        np.tanh(t, out=t)
-        pq = np.multiply(t, _signs(z.dtype, z.ndim))  # [p; 1 - p], minus the 0.5
-        pq += 0.5
-        p = pq[0]
-        if not z.size or np.minimum.reduce(pq, axis=None) < _eps(z.dtype):
-            value, g_p = binary_cross_entropy.value_and_grad(p, y)
-            return value, Sigmoid()._g_x(z, p, g_p)
+        self._unit_interval(y, "targets", "")
+        p = sigmoid(z)
+        q = np.subtract(1.0, p, dtype=p.dtype)
+        eps = _EPS[z.dtype]
+        if np.minimum.reduce(p, axis=None) < eps or np.minimum.reduce(q, axis=None) < eps:
+            value, g_p = _bce(p, y)
+            return value, sigmoid_grad(p, g_p)
         n = z.size
+        log_likelihood = np.vdot(y, np.log(p)) + np.vdot(np.subtract(1.0, y), np.log(q))
         g = np.subtract(p, y)
         g *= 1.0 / n
-        np.log(pq, out=pq)
-        log_likelihood = np.vdot(y, pq[0]) + np.vdot(np.subtract(1.0, y), pq[1])
         return z.dtype.type(-log_likelihood / n), g
 
 
@@ -190,7 +160,8 @@ class SigmoidBinaryCrossEntropy(Loss):
 
         L = mean(softplus(z) - y z)        dL/dz = (sigmoid(z) - y) / n
 
-    with ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``: stable for any ``z``.
+    with ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``: exact for any ``z``.
+    Targets are in [0, 1].
     """
 
     name = "sigmoid_binary_cross_entropy"
@@ -198,14 +169,20 @@ class SigmoidBinaryCrossEntropy(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dpred)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        value = _mean(softplus(z) - y * z)
-        g = np.multiply(z, 0.5)
-        np.tanh(g, out=g)
-        g += 1.0
-        g *= 0.5
+        self._unit_interval(y, "targets", "")
+        value = np.add.reduce(softplus(z) - y * z, axis=None) / z.size
+        g = sigmoid(z)
         g -= y
         g *= 1.0 / z.size
-        return value, g
+        return z.dtype.type(value), g
+
+
+def _ignore(value: Any) -> int | None:
+    return (
+        None
+        if value is None
+        else validation.check_int("SoftmaxCrossEntropy", "ignore_label", value)
+    )
 
 
 @attrs.frozen
@@ -215,37 +192,67 @@ class SoftmaxCrossEntropy(Loss):
         L = mean_n( logsumexp(z_n) - sum_c y_nc z_nc )
         dL/dz_n = (softmax(z_n) * sum_c y_nc - y_n) / N
 
-    ``target`` is either integer class labels of shape ``z.shape[:-1]`` (each
-    in ``[0, C)``) or per-class probabilities (one-hot) of ``z``'s shape.
+    ``z`` has shape ``(N, C)`` or ``(N, ..., C)`` (per time step, say) with
+    ``C >= 2``. ``target`` is either integer class labels of shape
+    ``z.shape[:-1]`` (each in ``[0, C)``) or per-class probabilities (one-hot)
+    of ``z``'s shape. With ``ignore_label`` set (``SoftmaxCrossEntropy(ignore_label=-1)``),
+    positions whose label equals it -- padding -- contribute neither to the
+    value nor to the gradient, and ``N`` counts the other positions only.
     """
 
+    ignore_label: int | None = static(default=None, converter=_ignore)
     name = "softmax_cross_entropy"
 
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dpred)`` as written in the class docstring."""
-        z = _prediction(pred)
-        if z.ndim < 1:
-            raise ShapeError(f"{self.name}: logits need a class axis, got shape {z.shape}")
-        target = np.asarray(target)
+        z = self._prediction(pred)
+        if z.ndim < 2 or z.shape[-1] < 2:
+            raise ValueError(
+                f"{self.name}: logits need a class axis of at least 2 classes, got shape "
+                f"{z.shape} (for one output per sample use fb.sigmoid_binary_cross_entropy)"
+            )
+        target = validation.numeric(target, self.name, "target")
         s = np.subtract(z, z.max(axis=-1, keepdims=True))
         e = exp_cut(s)
         total = row_sums(e)
-        log_total = np.log(total)
-        n = z.size // z.shape[-1] if z.shape[-1] else 0
         if target.shape == z.shape[:-1]:
-            rows, labels = np.arange(n), self._labels(target, z.shape[-1]).ravel()
-            value = (np.add.reduce(log_total, axis=None) - s.reshape(n, -1)[rows, labels].sum()) / n
-            e /= total
-            e.reshape(n, -1)[rows, labels] -= 1.0
-            e *= 1.0 / n
-            return value.astype(z.dtype), e
+            return self._from_labels(z, s, e, total, target)
         y = self._same_shape(z, target)[1]
+        if y.size and not y.min() >= 0.0:
+            raise ValueError(f"{self.name}: target probabilities must be >= 0, got {y.min():g}")
+        n = z.size // z.shape[-1]
         mass = y.sum(axis=-1, keepdims=True)
-        value = (np.vdot(log_total, mass) - np.vdot(y, s)) / n
+        value = (np.vdot(np.log(total), mass) - np.vdot(y, s)) / n
         e *= mass / total
         e -= y
         e *= 1.0 / n
-        return value.astype(z.dtype), e
+        return z.dtype.type(value), e
+
+    def _from_labels(
+        self, z: np.ndarray, s: np.ndarray, e: np.ndarray, total: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.floating, np.ndarray]:
+        c = z.shape[-1]
+        flat = self._labels(labels, c).ravel()
+        rows = np.arange(flat.size)
+        e /= total
+        if self.ignore_label is None:
+            n = flat.size
+            picked = s.reshape(-1, c)[rows, flat]
+            value = (np.add.reduce(np.log(total), axis=None) - picked.sum()) / n
+            e.reshape(-1, c)[rows, flat] -= 1.0
+            e *= 1.0 / n
+            return z.dtype.type(value), e
+        keep = flat != self.ignore_label
+        n = int(keep.sum())
+        if n == 0:
+            raise ValueError(f"{self.name}: every position is ignored; there is nothing to average")
+        rows, kept = rows[keep], flat[keep]
+        value = (np.log(total).ravel()[keep].sum() - s.reshape(-1, c)[rows, kept].sum()) / n
+        g = e.reshape(-1, c)
+        g[rows, kept] -= 1.0
+        g[~keep] = 0.0
+        e *= 1.0 / n
+        return z.dtype.type(value), e
 
     def _labels(self, target: np.ndarray, n_classes: int) -> np.ndarray:
         if target.dtype.kind not in "iu":
@@ -253,9 +260,12 @@ class SoftmaxCrossEntropy(Loss):
                 f"{self.name}: labels of shape {target.shape} must be integers, got dtype "
                 f"{target.dtype} (one-hot targets must have the logits' shape)"
             )
-        if target.size and (target.min() < 0 or target.max() >= n_classes):
-            bad = target[(target < 0) | (target >= n_classes)].ravel()[0]
-            raise ShapeError(
+        valid = (target >= 0) & (target < n_classes)
+        if self.ignore_label is not None:
+            valid |= target == self.ignore_label
+        if not valid.all():
+            bad = target[~valid].ravel()[0]
+            raise ValueError(
                 f"{self.name}: label {bad} is out of range for {n_classes} classes "
                 f"(expected 0 <= label < {n_classes})"
             )
@@ -274,7 +284,7 @@ class MeanSquaredError(Loss):
         g = np.subtract(p, y)
         value = np.vdot(g, g) / g.size
         g *= 2.0 / g.size
-        return value, g
+        return p.dtype.type(value), g
 
 
 binary_cross_entropy = BinaryCrossEntropy()

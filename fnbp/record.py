@@ -2,18 +2,28 @@
 
 A record is an ``attrs.frozen`` class. Its fields are of two kinds:
 
-* **leaves**, declared with :func:`param`: numpy arrays, made read-only at
-  construction (a read-only *view*, so the caller's array is not touched);
+* **leaves**, declared with :func:`param`: float32 or float64 arrays (booleans
+  in a mask tree; with ``kind="int"``, integer counters), stored read-only;
 * **static** fields, declared with :func:`static`: hyperparameters such as a
   slope or a rate, which tree functions carry over unchanged.
+
+**Who owns an array.** A record must never change, so it never keeps an array
+that someone else can still write to: an array it is given is copied, unless
+it is already read-only all the way down (no writeable array or foreign
+buffer behind it). An array a function has just allocated and will not touch
+again can be handed over without a copy by marking it first with
+:func:`frozen` -- that is how fnbp's own layers build their gradient records.
 
 >>> import attrs, numpy as np, fnbp as fb
 >>> @attrs.frozen
 ... class Scale(fb.Layer):
 ...     a: np.ndarray = fb.param()
 ...     name: str = fb.static(default="scale")
->>> Scale(np.ones(3)).a.flags.writeable
-False
+>>> w = np.ones(3)
+>>> s = Scale(w)
+>>> w[0] = 5.0                       # the caller's array: the record kept a copy
+>>> s.a.tolist(), s.a.flags.writeable
+([1.0, 1.0, 1.0], False)
 """
 
 from __future__ import annotations
@@ -23,29 +33,91 @@ from typing import Any
 import attrs
 import numpy as np
 
-__all__ = ["param", "static", "readonly", "replace"]
+from .errors import DTypeError
+from .validation import FLOATS
+
+__all__ = ["param", "static", "readonly", "frozen", "replace"]
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """Mark an array you just allocated read-only and return it.
+
+    A record then keeps it without a copy. Only for arrays nobody else holds:
+    a fresh result of your own computation, not an argument.
+    """
+    a.flags.writeable = False
+    return a
+
+
+def _shared(a: np.ndarray) -> bool:
+    """True when ``a`` can still be changed through something else: it, or an array
+    or buffer behind it, is writeable or not a numpy array at all."""
+    while True:
+        if a.flags.writeable:
+            return True
+        base = a.base
+        if base is None or type(base) is bytes:  # bytes never change
+            return False
+        if type(base) is not np.ndarray:
+            return True
+        a = base
 
 
 def readonly(value: Any) -> np.ndarray | None:
-    """Return ``value`` as a read-only numeric array (``None`` passes through).
+    """``value`` as a read-only array that nothing else can write to (None passes).
 
-    A writeable array is wrapped in a new read-only view; its owner's flags are
-    not changed. An array that is already read-only is kept as it is.
+    An array that is read-only all the way down is kept as it is; anything
+    else (a writeable array, a view of one, a list, a foreign buffer) is copied.
     """
     if value is None:
         return None
     a = value if type(value) is np.ndarray else np.asarray(value)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(f"parameter arrays must be numeric, got dtype {a.dtype}")
-    if a.flags.writeable:
-        a = a.view()
-        a.setflags(write=False)
+    if _shared(a):
+        a = np.array(a, copy=True)
+        a.flags.writeable = False
     return a
 
 
-def param(**kwargs: Any) -> Any:
-    """An array field of a record (a tree leaf), stored read-only."""
-    return attrs.field(converter=readonly, **kwargs)
+def _kind_ok(dtype: np.dtype, kind: str) -> bool:
+    if kind == "float":
+        return dtype in FLOATS or dtype.kind == "b"
+    if kind == "int":
+        return dtype.kind in "iu"
+    return dtype.kind in "biuf"
+
+
+_EXPECTED = {
+    "float": "a float32 or float64 array (or bool, in a mask tree)",
+    "int": "an integer array",
+    "any": "an array",
+}
+
+
+def _param_converter(kind: str) -> attrs.Converter:
+    def convert(value: Any, record: Any, field: attrs.Attribute) -> np.ndarray | None:
+        if value is None:
+            return None
+        a = value if type(value) is np.ndarray else np.asarray(value)
+        if not _kind_ok(a.dtype, kind):
+            raise DTypeError(
+                f"{type(record).__name__}: {field.name} must be {_EXPECTED[kind]}, "
+                f"got dtype {a.dtype}"
+            )
+        return readonly(a)
+
+    return attrs.Converter(convert, takes_self=True, takes_field=True)
+
+
+def param(*, kind: str = "float", **kwargs: Any) -> Any:
+    """An array field of a record (a tree leaf), stored read-only.
+
+    ``kind`` is ``"float"`` (float32 or float64, the default; booleans are
+    let through so that a tree of flags can mirror a network, as a weight-decay
+    mask does), ``"int"`` (step counters) or ``"any"`` (any real numeric dtype).
+    """
+    if kind not in _EXPECTED:
+        raise ValueError(f"param: kind must be one of {sorted(_EXPECTED)}, got {kind!r}")
+    return attrs.field(converter=_param_converter(kind), **kwargs)
 
 
 def static(**kwargs: Any) -> Any:

@@ -1,26 +1,48 @@
 """Functions over trees of arrays.
 
-A *tree* is an array (a leaf), ``None`` (an empty tree), or a tuple, list, dict
-or attrs record of trees. Static record fields (see :func:`fnbp.static`) are
-not part of the tree: they are carried over untouched, and two trees only have
-the same structure if their static fields are equal. Anything else that is
-not a container is a leaf.
+A *tree* is a leaf, ``None`` (an empty tree), or a *node*: a tuple, list, dict
+or attrs record whose children are trees. A record's children are its
+non-static fields; its static fields (see :func:`fnbp.static`) are carried
+over untouched, and two records only have the same structure if their static
+fields are equal. Anything else is a leaf (an array, a number).
+
+Everything here is built on a small one-level API, which is also how other
+modules (the checkpoint encoder, the gradient checker) walk a tree:
+
+* :func:`children` -- a node's ``(key, child)`` pairs, in order;
+* :func:`rebuild` -- a node like a given one with new children;
+* :func:`mismatch` -- why two nodes are not the same kind of node, or None;
+* :func:`path` -- how a key is written in a path (``[0]``, ``['a']``, ``.W``).
 
 Errors name the first path where two trees differ, e.g. ``layers[2].W``.
+
+>>> import numpy as np, fnbp as fb
+>>> t = {"w": np.ones(2), "pair": (np.zeros(1), None)}
+>>> [p for p, _ in fb.tree.leaves_with_paths(t)]
+["['w']", "['pair'][0]"]
+>>> fb.tree.map(lambda a: a + 1, t)["w"].tolist()
+[2.0, 2.0]
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-from .errors import StructureError
+from .errors import LocatedError, ShapeError, StructureError
 
 __all__ = [
+    "is_leaf",
+    "children",
+    "rebuild",
+    "mismatch",
+    "path",
+    "record_fields",
     "map",
     "leaves",
     "leaves_with_paths",
@@ -37,168 +59,160 @@ __all__ = [
     "assert_same_structure",
 ]
 
-_LEAF, _SEQ, _DICT, _RECORD, _NONE = range(5)
-_KINDS: dict[type, int] = {
-    np.ndarray: _LEAF,
-    tuple: _SEQ,
-    list: _SEQ,
-    dict: _DICT,
-    type(None): _NONE,
-}
-_FIELDS: dict[type, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = {}
+_CONTAINERS = (tuple, list, dict, type(None))
 
 
-def _kind(cls: type) -> int:
-    """What a value of class ``cls`` is to a tree: leaf, sequence, dict, record, None."""
-    kind = _KINDS.get(cls)
-    if kind is None:
-        kind = _KINDS[cls] = _RECORD if attrs.has(cls) else _LEAF
-    return kind
+@functools.cache
+def record_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(dynamic, static)``: the init field names of an attrs record class."""
+    dynamic, static = [], []
+    for f in attrs.fields(cls):
+        if f.init:
+            (static if f.metadata.get("static") else dynamic).append(f.name)
+    return tuple(dynamic), tuple(static)
 
 
-def _fields(cls: type) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """(dynamic, static) init fields of an attrs class as (name, init alias), cached."""
-    spec = _FIELDS.get(cls)
-    if spec is None:
-        dynamic, static = [], []
-        for f in attrs.fields(cls):
-            if f.init:
-                (static if f.metadata.get("static") else dynamic).append((f.name, f.alias))
-        spec = _FIELDS[cls] = (tuple(dynamic), tuple(static))
-    return spec
+@functools.cache
+def _is_record(cls: type) -> bool:
+    return attrs.has(cls)
 
 
-def _is_node(t: Any) -> bool:
-    return _kind(type(t)) != _LEAF
-
-
-def _check_same_node(t: Any, others: tuple, kind: int) -> None:
-    """Raise StructureError if any of ``others`` is not the same kind of node as ``t``."""
+def is_leaf(t: Any) -> bool:
+    """True unless ``t`` is None, a tuple, list, dict or attrs record."""
     cls = type(t)
-    for o in others:
-        if type(o) is not cls:
-            raise StructureError(
-                f"{cls.__name__} here in one tree, {type(o).__name__} in the other"
-            )
-        if kind == _SEQ:
-            if len(o) != len(t):
-                raise StructureError(f"{cls.__name__} of length {len(t)} vs {len(o)}")
-        elif kind == _DICT:
-            if o.keys() != t.keys():
-                raise StructureError(f"dict keys {sorted(t)} vs {sorted(o)}")
-        elif kind == _RECORD:
-            for name, _ in _fields(cls)[1]:
-                if getattr(t, name) != getattr(o, name):
-                    raise StructureError(
-                        f"static field {name!r} is {getattr(t, name)!r} vs {getattr(o, name)!r}"
-                    )
+    return cls not in _CONTAINERS and not _is_record(cls)
 
 
-def _map(f: Callable, t: Any, others: tuple) -> Any:
-    """The engine of :func:`map`. It runs on every training step, so it is
-    written for speed: no comprehensions, array children handled inline, and
-    the path of a mismatch assembled only when one is raised."""
+def children(t: Any) -> tuple[tuple[Any, Any], ...]:
+    """A node's ``(key, child)`` pairs in order: indices of a tuple or list, keys of a
+    dict (in its order), dynamic field names of a record; ``()`` for None and leaves."""
     cls = type(t)
-    kind = _KINDS.get(cls)
-    if kind is None:
-        kind = _kind(cls)
-    if kind == _LEAF:
-        for o in others:
-            if _kind(type(o)) != _LEAF:
-                raise StructureError(f"a leaf here in one tree, a {type(o).__name__} in the other")
-        return f(t, *others)
-    if others and (
-        len(others) > 1 or type(others[0]) is not cls or kind != _RECORD or _fields(cls)[1]
-    ):
-        _check_same_node(t, others, kind)
-    if kind == _RECORD:
-        return _map_record(f, t, others, cls)
-    if kind == _SEQ:
-        out = []
-        for i, x in enumerate(t):
-            try:
-                out.append(_map(f, x, _getitems(others, i)))
-            except StructureError as e:
-                raise e.within(f"[{i}]") from None
-        return out if cls is list else tuple(out)
-    if kind == _DICT:
-        out = {}
-        for k, x in t.items():
-            try:
-                out[k] = _map(f, x, _getitems(others, k))
-            except StructureError as e:
-                raise e.within(f"[{k!r}]") from None
-        return out
-    return None
+    if cls is tuple or cls is list:
+        return tuple(enumerate(t))
+    if cls is dict:
+        return tuple(t.items())
+    if t is None or not _is_record(cls):
+        return ()
+    return tuple((name, getattr(t, name)) for name in record_fields(cls)[0])
 
 
-def _map_record(f: Callable, t: Any, others: tuple, cls: type) -> Any:
-    dynamic, static = _FIELDS.get(cls) or _fields(cls)
+def rebuild(t: Any, values: Sequence[Any]) -> Any:
+    """A node like ``t`` whose children are ``values``, in :func:`children` order.
+
+    Static fields of a record are kept; a record is built through its class,
+    so its converters run (parameter arrays become read-only).
+    """
+    cls = type(t)
+    if cls is tuple:
+        return tuple(values)
+    if cls is list:
+        return list(values)
+    if cls is dict:
+        return dict(zip(t, values, strict=True))
+    if t is None:
+        return None
+    dynamic, static = record_fields(cls)
     if not dynamic:
         return t
-    kwargs = {}
-    for name, alias in static:
-        kwargs[alias] = getattr(t, name)
-    n = len(others)
-    for name, alias in dynamic:
-        x = getattr(t, name)
-        if n == 0:
-            if type(x) is np.ndarray:
-                kwargs[alias] = f(x)
-                continue
-            sub = ()
-        elif n == 1:
-            o = getattr(others[0], name)
-            if type(x) is np.ndarray and type(o) is np.ndarray:
-                kwargs[alias] = _leaf_call(f, x, o, name)
-                continue
-            sub = (o,)
-        else:
-            sub = tuple([getattr(o, name) for o in others])
-        try:
-            kwargs[alias] = _map(f, x, sub)
-        except StructureError as e:
-            raise e.within(name) from None
+    kwargs = {name: getattr(t, name) for name in static}
+    kwargs.update(zip(dynamic, values, strict=True))
     return cls(**kwargs)
 
 
-def _leaf_call(f: Callable, x: np.ndarray, o: np.ndarray, name: str) -> Any:
+def mismatch(a: Any, b: Any) -> str | None:
+    """Why ``a`` and ``b`` are not the same kind of node (or both leaves), else None.
+
+    Children are not compared, only the node itself: its class, length, dict
+    keys or static fields.
+    """
+    cls = type(a)
+    if is_leaf(a) or is_leaf(b):
+        if is_leaf(a) and is_leaf(b):
+            return None
+        what = lambda t: "a leaf" if is_leaf(t) else f"a {type(t).__name__}"  # noqa: E731
+        return f"{what(a)} here in one tree, {what(b)} in the other"
+    if type(b) is not cls:
+        return f"{cls.__name__} here in one tree, {type(b).__name__} in the other"
+    if cls is tuple or cls is list:
+        return None if len(a) == len(b) else f"{cls.__name__} of length {len(a)} vs {len(b)}"
+    if cls is dict:
+        return None if a.keys() == b.keys() else f"dict keys {list(a)} vs {list(b)}"
+    if a is None:
+        return None
+    for name in record_fields(cls)[1]:
+        if not _equal(getattr(a, name), getattr(b, name)):
+            return f"static field {name!r} is {getattr(a, name)!r} vs {getattr(b, name)!r}"
+    return None
+
+
+def _equal(x: Any, y: Any) -> bool:
     try:
-        return f(x, o)
-    except StructureError as e:
-        raise e.within(name) from None
+        return bool(x == y)
+    except (TypeError, ValueError):  # e.g. arrays in a static field
+        return x is y
 
 
-def _getitems(others: tuple, index: Any) -> tuple:
-    if not others:
-        return ()
-    if len(others) == 1:
-        return (others[0][index],)
-    return tuple([o[index] for o in others])
+def path(node: Any, key: Any) -> str:
+    """How child ``key`` of ``node`` is written in a path: ``[0]`` for an index,
+    ``['a']`` for a dict key, the bare field name for a record (a dot joins it
+    to what comes before: ``layers[2].W``)."""
+    return key if type(key) is str and type(node) is not dict else f"[{key!r}]"
+
+
+def _append(prefix: str, part: str) -> str:
+    if not prefix:
+        return part
+    return prefix + part if part.startswith("[") else f"{prefix}.{part}"
+
+
+# --------------------------------------------------------------------------- map
 
 
 def map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``f`` leaf by leaf: ``f(leaf, *leaves_of_rest)``, same structure out.
 
     ``rest`` must be trees of the same structure as ``tree``; otherwise a
-    :class:`StructureError` names the first path where they differ.
+    :class:`~fnbp.StructureError` names the first path where they differ.
     """
     return _map(f, tree, rest)
 
 
-def _walk(t: Any, path: str) -> Iterator[tuple[str, Any]]:
-    kind = _kind(type(t))
-    if kind == _LEAF:
-        yield path, t
-    elif kind == _SEQ:
-        for i, x in enumerate(t):
-            yield from _walk(x, f"{path}[{i}]")
-    elif kind == _DICT:
-        for k, x in t.items():
-            yield from _walk(x, f"{path}[{k!r}]")
-    elif kind == _RECORD:
-        for name, _ in _fields(type(t))[0]:
-            yield from _walk(getattr(t, name), f"{path}.{name}" if path else name)
+def _map(f: Callable[..., Any], t: Any, rest: tuple) -> Any:
+    if is_leaf(t):
+        for o in rest:
+            if not is_leaf(o):
+                raise StructureError(mismatch(t, o) or "")
+        return f(t, *rest)
+    for o in rest:
+        why = mismatch(t, o)
+        if why:
+            raise StructureError(why)
+    kids = children(t)
+    if not kids:
+        return t
+    out = []
+    for key, child in kids:
+        sub = tuple(_child(o, key) for o in rest)
+        try:
+            out.append(_map(f, child, sub))
+        except LocatedError as e:
+            raise e.within(path(t, key)) from None
+    return rebuild(t, out)
+
+
+def _child(t: Any, key: Any) -> Any:
+    return t[key] if type(t) in (tuple, list, dict) else getattr(t, key)
+
+
+# --------------------------------------------------------------------------- leaves
+
+
+def _walk(t: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if is_leaf(t):
+        yield prefix, t
+        return
+    for key, child in children(t):
+        yield from _walk(child, _append(prefix, path(t, key)))
 
 
 def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
@@ -216,7 +230,7 @@ def flatten(tree: Any) -> tuple[list[Any], Any]:
     return leaves(tree), tree
 
 
-def unflatten(structure: Any, new_leaves: list[Any]) -> Any:
+def unflatten(structure: Any, new_leaves: Sequence[Any]) -> Any:
     """A tree shaped like ``structure`` whose leaves are ``new_leaves``, in order."""
     new_leaves = list(new_leaves)
     expected = len(leaves(structure))
@@ -229,43 +243,27 @@ def unflatten(structure: Any, new_leaves: list[Any]) -> Any:
     return _map(lambda _: next(it), structure, ())
 
 
-def _pairs(a: Any, b: Any) -> Iterator[tuple[Any, Any]]:
-    """Yield matching leaf pairs of ``a`` and ``b``, checking structure on the way."""
-    if not _is_node(a):
-        if _is_node(b):
-            raise StructureError(f"a leaf here in one tree, a {type(b).__name__} in the other")
-        yield a, b
-        return
-    kind = _kind(type(a))
-    _check_same_node(a, (b,), kind)
-    if kind == _NONE:
-        return
-    if kind == _DICT:
-        items = [(f"[{k!r}]", a[k], b[k]) for k in a]
-    elif kind == _SEQ:
-        items = [(f"[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b, strict=False))]
-    else:
-        items = [(name, getattr(a, name), getattr(b, name)) for name, _ in _fields(type(a))[0]]
-    for where, x, y in items:
-        try:
-            yield from _pairs(x, y)
-        except StructureError as e:
-            raise e.within(where) from None
+def assert_same_structure(a: Any, b: Any, *, shapes: bool = True) -> None:
+    """Raise :class:`~fnbp.StructureError` naming the first path where ``a`` and ``b``
+    differ; with ``shapes``, leaves must also have equal shapes (else a
+    :class:`~fnbp.ShapeError` naming the path)."""
+
+    def check(x: Any, y: Any) -> None:
+        if shapes and np.shape(x) != np.shape(y):
+            raise ShapeError(f"leaf shapes {np.shape(x)} vs {np.shape(y)}")
+
+    _map(check, a, (b,))
 
 
-def assert_same_structure(a: Any, b: Any) -> None:
-    """Raise :class:`StructureError` naming the first path where ``a`` and ``b`` differ.
+# --------------------------------------------------------------------------- arithmetic
 
-    Leaves must also have equal shapes.
-    """
-    pairs = list(_pairs(a, b))
-    for path, (x, y) in zip(_walk_paths(a), pairs, strict=True):
+
+def _same_shape(name: str) -> Callable[[np.ndarray, np.ndarray], None]:
+    def check(x: Any, y: Any) -> None:
         if np.shape(x) != np.shape(y):
-            raise StructureError(f"leaf shapes {np.shape(x)} vs {np.shape(y)}", path)
+            raise ShapeError(f"tree.{name}: leaf shapes {np.shape(x)} vs {np.shape(y)}")
 
-
-def _walk_paths(tree: Any) -> Iterator[str]:
-    return (path for path, _ in _walk(tree, ""))
+    return check
 
 
 def zeros_like(tree: Any) -> Any:
@@ -274,13 +272,15 @@ def zeros_like(tree: Any) -> Any:
 
 
 def add(a: Any, b: Any) -> Any:
-    """Leafwise ``a + b``."""
-    return _map(np.add, a, (b,))
+    """Leafwise ``a + b``; the trees must have one structure and leaf shapes (no broadcasting)."""
+    check = _same_shape("add")
+    return _map(lambda x, y: (check(x, y), np.add(x, y))[1], a, (b,))
 
 
 def sub(a: Any, b: Any) -> Any:
-    """Leafwise ``a - b``."""
-    return _map(np.subtract, a, (b,))
+    """Leafwise ``a - b``; the trees must have one structure and leaf shapes (no broadcasting)."""
+    check = _same_shape("sub")
+    return _map(lambda x, y: (check(x, y), np.subtract(x, y))[1], a, (b,))
 
 
 def scale(factor: float, tree: Any) -> Any:
@@ -289,24 +289,41 @@ def scale(factor: float, tree: Any) -> Any:
 
 
 def vdot(a: Any, b: Any) -> float:
-    """Sum over leaves of the elementwise products: the dot product of two trees."""
-    return float(builtins.sum(np.vdot(x, y) for x, y in zip(leaves(a), leaves(b), strict=True)))
+    """Sum over leaves of the elementwise products: the dot product of two trees.
+
+    The trees must have one structure and leaf shapes.
+    """
+    check, total = _same_shape("vdot"), []
+    _map(lambda x, y: (check(x, y), total.append(float(np.vdot(x, y)))), a, (b,))
+    return float(builtins.sum(total))
 
 
 def global_norm(tree: Any) -> float:
-    """The Euclidean norm of all leaves taken together, ``sqrt(sum ||leaf||^2)``."""
-    return float(np.sqrt(builtins.sum(float(np.vdot(x, x).real) for x in leaves(tree))))
+    """The Euclidean norm of all leaves taken together, ``sqrt(sum ||leaf||^2)``.
+
+    Each leaf is scaled by its largest magnitude first, so large but finite
+    leaves (1e30 in float32) do not overflow to inf.
+    """
+    parts = [np.asarray(x, dtype=np.float64).ravel() for x in leaves(tree)]
+    biggest = builtins.max((float(np.abs(p).max(initial=0.0)) for p in parts), default=0.0)
+    if biggest == 0.0 or not np.isfinite(biggest):
+        return biggest
+    total = builtins.sum(float(np.vdot(p / biggest, p / biggest)) for p in parts)
+    return biggest * float(np.sqrt(total))
 
 
 def allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
     """True when ``a`` and ``b`` have the same structure and all leaves are close."""
+    verdicts: list[bool] = []
+
+    def close(x: Any, y: Any) -> None:
+        verdicts.append(np.shape(x) == np.shape(y) and bool(np.allclose(x, y, rtol, atol)))
+
     try:
-        pairs = list(_pairs(a, b))
+        _map(close, a, (b,))
     except StructureError:
         return False
-    return builtins.all(
-        np.shape(x) == np.shape(y) and np.allclose(x, y, rtol, atol) for x, y in pairs
-    )
+    return builtins.all(verdicts)
 
 
 def ravel(tree: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
@@ -317,18 +334,14 @@ def ravel(tree: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     """
     parts = [np.asarray(x) for x in leaves(tree)]
     dtype = np.result_type(*parts) if parts else np.float64
-    flat = (
-        np.concatenate([p.ravel() for p in parts]).astype(dtype, copy=False)
-        if parts
-        else np.zeros(0)
-    )
+    flat = np.concatenate([p.ravel() for p in parts]).astype(dtype) if parts else np.zeros(0)
     sizes = [p.size for p in parts]
-    offsets = np.cumsum([0, *sizes])
+    offsets = np.cumsum([0, *sizes]).tolist()
 
     def unravel(vector: np.ndarray) -> Any:
         vector = np.asarray(vector)
         if vector.shape != (offsets[-1],):
-            raise StructureError(f"expected a vector of shape ({offsets[-1]},), got {vector.shape}")
+            raise ShapeError(f"expected a vector of shape ({offsets[-1]},), got {vector.shape}")
         chunks = [
             vector[o : o + s].reshape(p.shape).astype(p.dtype)
             for o, s, p in zip(offsets[:-1], sizes, parts, strict=True)

@@ -98,5 +98,5 @@ def test_fit_keeps_a_float32_network_float32(loss, target):
     assert all(leaf.dtype == np.float32 for leaf in fb.tree.leaves(net))
     assert all(
         leaf.dtype.kind != "f" or leaf.dtype == np.float32
-        for leaf in fb.tree.leaves(history.opt_state)
+        for leaf in fb.tree.leaves(history.train_state.opt_state)
     )

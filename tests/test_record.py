@@ -1,4 +1,4 @@
-"""Records: param fields are read-only views, static fields are hyperparameters."""
+"""Records: param fields are read-only arrays nobody else can write to; static fields."""
 
 import attrs
 import numpy as np
@@ -14,25 +14,45 @@ class Scale(fb.Layer):
     name: str = fb.static(default="scale")
 
 
-def test_param_is_readonly_and_callers_array_stays_writeable():
+def test_param_is_readonly_and_a_copy_of_the_callers_array():
     a = np.array([1.0, 2.0, 3.0])
     rec = Scale(a)
     assert not rec.a.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         rec.a[0] = 10.0
     assert a.flags.writeable
-    a[1] = 5.0  # the caller's own array is untouched by the record
-    assert np.shares_memory(rec.a, a)
+    a[1] = 5.0  # the caller writes into its own array: the record does not change
+    assert rec.a.tolist() == [1.0, 2.0, 3.0]
+    assert not np.shares_memory(rec.a, a)
 
 
-def test_param_converts_lists_and_keeps_readonly_arrays():
-    rec = Scale([1, 2, 3])
-    assert isinstance(rec.a, np.ndarray)
-    assert rec.a.dtype.kind == "i"
+def test_a_readonly_view_of_a_writeable_array_is_copied_too():
+    a = np.array([1.0, 2.0])
+    view = a.view()
+    view.flags.writeable = False
+    rec = Scale(view)
+    a[0] = 9.0
+    assert rec.a.tolist() == [1.0, 2.0]
+
+
+def test_param_converts_float_lists_and_keeps_frozen_arrays():
+    rec = Scale([1.0, 2.0, 3.0])
+    assert isinstance(rec.a, np.ndarray) and rec.a.dtype == np.float64
     assert not rec.a.flags.writeable
-    frozen = np.ones(2)
-    frozen.flags.writeable = False
-    assert Scale(frozen).a is frozen
+    owned = fb.frozen(np.ones(2))
+    assert Scale(owned).a is owned  # fnbp's own fresh arrays are handed over without a copy
+    assert Scale(owned[:1]).a.base is owned
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float16, np.complex128])
+def test_param_must_be_float32_or_float64(dtype):
+    with pytest.raises(fb.DTypeError, match=r"^Scale: a must be a float32 or float64 array"):
+        Scale(np.zeros(2, dtype))
+
+
+def test_a_mask_tree_of_bools_mirrors_a_record():
+    mask = fb.tree.map(lambda p: p.ndim >= 1, Scale(np.ones(2), np.ones(1)))
+    assert mask.a.dtype == np.bool_ and bool(mask.a) is True
 
 
 def test_param_none_passes_through():
@@ -42,7 +62,7 @@ def test_param_none_passes_through():
 
 @pytest.mark.parametrize("bad", [np.array(["a", "b"]), np.array([object(), 1], dtype=object)])
 def test_param_rejects_non_numeric(bad):
-    with pytest.raises(TypeError, match="numeric"):
+    with pytest.raises(fb.DTypeError, match="Scale: a must be a float32 or float64"):
         Scale(bad)
 
 

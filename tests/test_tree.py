@@ -252,7 +252,7 @@ def test_ravel_unravel_round_trip_preserves_dtypes(dtypes):
 def test_unravel_rejects_wrong_length(net):
     flat, unravel = tree.ravel(net)
     assert flat.shape == (9,)
-    with pytest.raises(fb.StructureError, match=r"\(9,\)"):
+    with pytest.raises(fb.ShapeError, match=r"\(9,\)"):
         unravel(np.zeros(8))
 
 
@@ -265,9 +265,7 @@ def test_assert_same_structure_names_first_differing_shape(net):
     other = fb.Serial(
         (net.layers[0], net.layers[1], dense([[1.0, 1.0]] * 2, [0.0, 0.0]), net.layers[3])
     )
-    with pytest.raises(
-        fb.StructureError, match=r"^layers\[2\]\.W: leaf shapes \(2, 1\) vs \(2, 2\)"
-    ):
+    with pytest.raises(fb.ShapeError, match=r"^layers\[2\]\.W: leaf shapes \(2, 1\) vs \(2, 2\)"):
         tree.assert_same_structure(net, other)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .._numeric import exp_cut, exp_cutoff, relu, row_sums, softplus
+from .. import validation
+from .._numeric import exp_cut, exp_cutoff, relu, row_sums, sigmoid, sigmoid_grad, softplus
 from ..core import Layer
 from ..record import static
 
@@ -33,16 +34,29 @@ __all__ = [
 
 
 class _Activation(Layer):
-    """A layer without parameters: ``y = f(x)``, ``g_x = _g_x(x, y, g_y)``."""
+    """A layer without parameters: ``y = _forward(x)``, ``g_x = _g_x(x, y, g_y)``.
+
+    Inputs of any shape; float32 and float64 keep their dtype, booleans and
+    integers are taken as float64, other dtypes are refused (see
+    :mod:`fnbp.validation`).
+    """
 
     __slots__ = ()
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``f(x)``, a new array (``Identity`` returns ``x`` itself)."""
+        return self._forward(validation.floating(x, type(self).__name__))
+
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(f(x), pullback)``; the layer has no parameters, so its grads are itself."""
-        y = self.forward(x)
+        x = validation.floating(x, type(self).__name__)
+        y = self._forward(x)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _Activation]:
             return (self._g_x(x, y, g_y) if need_g_x else None), self
@@ -54,7 +68,7 @@ class _Activation(Layer):
 class Identity(_Activation):
     """``y = x``; ``g_x = g_y``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` itself."""
         return x
 
@@ -64,31 +78,26 @@ class Identity(_Activation):
 
 @attrs.frozen
 class Sigmoid(_Activation):
-    """``y = 1 / (1 + exp(-x))``, computed as ``0.5 * (1 + tanh(x / 2))``.
+    """``y = 1 / (1 + exp(-x))``, accurate in both tails.
 
+    Computed with ``e = exp(-|x|)`` as ``1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` for ``x < 0`` (so ``sigmoid(-40) = 4.2e-18``, not 0).
     Derivative from the output: ``dy/dx = y * (1 - y)``.
     """
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``0.5 * (1 + tanh(x / 2))``, a new array."""
-        y = np.multiply(x, 0.5)
-        np.tanh(y, out=y)
-        y += 1.0
-        y *= 0.5
-        return y
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """``sigmoid(x)``, a new array."""
+        return sigmoid(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
-        g_x = np.subtract(1.0, y, dtype=y.dtype)
-        g_x *= y
-        g_x *= g_y
-        return g_x
+        return sigmoid_grad(y, g_y)
 
 
 @attrs.frozen
 class Tanh(_Activation):
     """``y = tanh(x)``; derivative from the output: ``dy/dx = 1 - y**2``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``tanh(x)``, a new array."""
         return np.tanh(x)
 
@@ -103,7 +112,7 @@ class Tanh(_Activation):
 class ReLU(_Activation):
     """``y = max(x, 0)``; ``dy/dx = 1 where y > 0, else 0``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``max(x, 0)``, a new array."""
         return relu(x)
 
@@ -115,9 +124,9 @@ class ReLU(_Activation):
 class LeakyReLU(_Activation):
     """``y = x where x > 0, else slope * x``; ``dy/dx = 1 or slope`` likewise."""
 
-    slope: float = static(default=0.01, converter=float)
+    slope: float = static(default=0.01, converter=validation.real())
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` where positive, ``slope * x`` elsewhere."""
         return np.where(x > 0, x, x * self.slope)
 
@@ -132,7 +141,7 @@ class Softplus(_Activation):
     ``dy/dx = sigmoid(x) = 1 - exp(-y)``, written from the output as ``-expm1(-y)``.
     """
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``max(x, 0) + log1p(exp(-|x|))``, a new array."""
         return softplus(x)
 
@@ -156,7 +165,7 @@ class Softmax(_Activation):
     Backward without the Jacobian: ``g_x = y * (g_y - sum_j g_y_j * y_j)``.
     """
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """Softmax over the last axis, the row maximum subtracted first."""
         y = exp_cut(_shifted(x))
         y /= row_sums(y)
@@ -177,7 +186,7 @@ class LogSoftmax(_Activation):
     Backward: ``g_x = g_y - exp(y) * sum_j g_y_j``.
     """
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x - logsumexp(x)`` over the last axis, the row maximum subtracted first."""
         y = _shifted(x)
         y -= np.log(row_sums(exp_cut(y)))
@@ -207,16 +216,12 @@ class _KeepsAux(_Activation):
     def _slope(self, x: np.ndarray, aux: Any) -> np.ndarray:
         raise NotImplementedError
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         return self._parts(x)[0]
-
-    def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
-        g_x = self._slope(x, self._parts(x)[1])
-        g_x *= g_y
-        return g_x
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(f(x), pullback)``, keeping what the derivative needs from the forward pass."""
+        x = validation.floating(x, type(self).__name__)
         y, aux = self._parts(x)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _KeepsAux]:
@@ -372,7 +377,7 @@ class GELU(_KeepsAux):
     The backward pass reuses ``Phi(x)`` and ``phi(x)`` (or ``t``) from the forward pass.
     """
 
-    approximate: str = static(default="none", validator=attrs.validators.in_(("none", "tanh")))
+    approximate: str = static(default="none", converter=validation.choice("none", "tanh"))
 
     def _parts(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         if self.approximate == "tanh":
@@ -429,7 +434,7 @@ class ELU(_KeepsAux):
     (``= alpha * exp(x)``). ``exp`` is only taken of ``min(x, 0)``, as ``expm1``.
     """
 
-    alpha: float = static(default=1.0, converter=float)
+    alpha: float = static(default=1.0, converter=validation.real())
 
     def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         neg = np.minimum(_as_float(x), 0.0)
@@ -446,16 +451,13 @@ class ELU(_KeepsAux):
 
 @attrs.frozen
 class SiLU(_KeepsAux):
-    """Sigmoid linear unit (swish): ``y = x * s`` with ``s = sigmoid(x) = (1 + tanh(x/2)) / 2``.
+    """Sigmoid linear unit (swish): ``y = x * s`` with ``s = sigmoid(x)`` (exact in both tails).
 
     Derivative: ``dy/dx = s + x s (1 - s) = s (1 + x (1 - s))``, reusing ``s``.
     """
 
     def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = np.multiply(_as_float(x), 0.5)
-        np.tanh(s, out=s)
-        s += 1.0
-        s *= 0.5
+        s = sigmoid(x)
         return s * x, s
 
     def _slope(self, x: np.ndarray, aux: np.ndarray) -> np.ndarray:

@@ -16,19 +16,18 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ..core import Context, Layer, LayerLike, check_layer, init_state, split_context, vjp_ctx
-from ..errors import LocatedError, ShapeError
+from .. import tree, validation
+from ..core import Context, ContextLayer, LayerLike, call, check_layer, init_state, split_context
+from ..errors import ShapeError
 from ..record import static
 
 __all__ = ["Residual", "Parallel"]
 
 
 def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
-    if isinstance(branches, str) or not isinstance(branches, Sequence):
-        raise TypeError(f"Parallel: branches must be a sequence of layers, got {branches!r}")
-    branches = tuple(branches)
+    branches = validation.check_sequence("Parallel", "branches", branches, "layers")
     if not branches:
-        raise ValueError("Parallel needs at least one branch")
+        raise validation.fail("Parallel", "branches", "at least one layer", branches)
     for i, layer in enumerate(branches):
         check_layer(layer, "Parallel", f"branches[{i}]")
     return branches
@@ -38,47 +37,28 @@ def _as_branches(branches: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
 
 
 @attrs.frozen
-class Residual(Layer):
+class Residual(ContextLayer):
     """A skip connection: ``y = x + f(x)``, ``f`` any layer (often a ``Serial``).
 
-    ``f`` must keep its input's shape. The gradients are ``g_x = g_y + J_f^T g_y``
-    and ``grads = Residual(grads of f)``. The output takes ``f(x)``'s dtype (as
-    a first ``Dense`` casts its input to its parameters' dtype). In training
-    mode ``f`` gets the key and the state unchanged: a Residual's state is ``f``'s.
+    ``f`` must keep its input's shape (for a tree input, every leaf's). The
+    gradients are ``g_x = g_y + J_f^T g_y`` and ``grads = Residual(grads of f)``.
+    The output takes ``f(x)``'s dtype (as a first ``Dense`` casts its input to
+    its parameters' dtype). In training mode ``f`` gets the key and the state
+    unchanged: a Residual's state is ``f``'s.
     """
 
     f: LayerLike = attrs.field(validator=lambda _r, _a, f: check_layer(f, "Residual", "f"))
 
-    @classmethod
-    def _of(cls, f: Any) -> Residual:
-        """A Residual around an already-checked record (a gradient record), without checks."""
-        record = object.__new__(cls)
-        object.__setattr__(record, "f", f)
-        return record
+    def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple:
+        """``(x + f(x), pullback, state)``; ``g_x`` is skipped, in ``f`` too, unless asked for."""
+        y_f, pullback_f, state = call(self.f, x, need_g_x, ctx, "f")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``x + f.forward(x)``."""
-        try:
-            y_f = self.f.forward(x)
-        except LocatedError as e:
-            raise e.within("f") from None
-        return _skip(x, y_f)
+        def pullback(g_y: Any) -> tuple[Any, Residual]:
+            g_x_f, grads_f = pullback_f(g_y)
+            g_x = tree.map(np.add, g_y, g_x_f) if need_g_x else None
+            return g_x, Residual(grads_f)
 
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """``(x + f(x), pullback)``; ``g_x`` is skipped, in ``f`` too, unless asked for."""
-        try:
-            y_f, pullback_f = self.f.vjp(x, need_g_x)
-        except LocatedError as e:
-            raise e.within("f") from None
-        return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x)
-
-    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
-        """:meth:`vjp` in training mode: ``f`` gets ``ctx`` as it is; ``f``'s new state is ours."""
-        try:
-            y_f, pullback_f, state = vjp_ctx(self.f, x, need_g_x, ctx)
-        except LocatedError as e:
-            raise e.within("f") from None
-        return _skip(x, y_f), _residual_pullback(pullback_f, need_g_x), state
+        return tree.map(_skip, x, y_f), pullback, state
 
     def init_state(self) -> Any:
         """``f``'s initial state."""
@@ -95,20 +75,11 @@ def _skip(x: np.ndarray, y_f: np.ndarray) -> np.ndarray:
     return np.add(x, y_f, dtype=y_f.dtype)
 
 
-def _residual_pullback(pullback_f: Callable, need_g_x: bool) -> Callable:
-    def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Residual]:
-        g_x_f, grads_f = pullback_f(g_y)
-        g_x = np.add(g_y, g_x_f) if need_g_x else None
-        return g_x, Residual._of(grads_f)
-
-    return pullback
-
-
 # --- Parallel ------------------------------------------------------------------------------------
 
 
 @attrs.frozen
-class Parallel(Layer):
+class Parallel(ContextLayer):
     """Branches side by side: every branch gets the same ``x``.
 
     ``combine="concat"`` (the default) concatenates the branch outputs along
@@ -128,52 +99,21 @@ class Parallel(Layer):
     """
 
     branches: tuple[LayerLike, ...] = attrs.field(converter=_as_branches)
-    combine: str = static(default="concat", validator=attrs.validators.in_(("concat", "sum")))
+    combine: str = static(default="concat", converter=validation.choice("concat", "sum"))
 
-    @classmethod
-    def _of(cls, branches: tuple, combine: str) -> Parallel:
-        """A Parallel of already-checked records (gradient records), without checks."""
-        record = object.__new__(cls)
-        object.__setattr__(record, "branches", branches)
-        object.__setattr__(record, "combine", combine)
-        return record
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Each branch's ``forward`` of ``x``, combined."""
-        ys = []
-        for i, branch in enumerate(self.branches):
-            try:
-                ys.append(branch.forward(x))
-            except LocatedError as e:
-                raise e.within(f"branches[{i}]") from None
-        return self._combine(ys)
-
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """One forward pass per branch; the pullback splits ``g_y`` and sums the ``g_x``."""
-        ys, pullbacks = [], []
-        for i, branch in enumerate(self.branches):
-            try:
-                y, pullback = branch.vjp(x, need_g_x)
-            except LocatedError as e:
-                raise e.within(f"branches[{i}]") from None
-            ys.append(y)
-            pullbacks.append(pullback)
-        return self._combine(ys), self._pullback(pullbacks, ys, need_g_x)
-
-    def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
-        """:meth:`vjp` in training mode: one key and one state per branch."""
+    def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple:
+        """One forward pass per branch, each with its own key and state; the pullback
+        splits ``g_y`` and sums the branches' ``g_x``."""
         n = len(self.branches)
-        keys, states = split_context(ctx, n, f"Parallel of {n} branches")
-        ys, pullbacks, new_states = [], [], []
-        for i, (branch, k, s) in enumerate(zip(self.branches, keys, states, strict=True)):
-            try:
-                y, pullback, s = vjp_ctx(branch, x, need_g_x, Context(ctx.train, k, s))
-            except LocatedError as e:
-                raise e.within(f"branches[{i}]") from None
+        ys, pullbacks, states = [], [], []
+        for i, (branch, c) in enumerate(
+            zip(self.branches, split_context(ctx, n, f"Parallel of {n} branches"), strict=True)
+        ):
+            y, pullback, s = call(branch, x, need_g_x, c, f"branches[{i}]")
             ys.append(y)
             pullbacks.append(pullback)
-            new_states.append(s)
-        return self._combine(ys), self._pullback(pullbacks, ys, need_g_x), tuple(new_states)
+            states.append(s)
+        return self._combine(ys), self._pullback(pullbacks, ys, need_g_x), tuple(states)
 
     def init_state(self) -> tuple:
         """One state per branch (``None`` for those that keep none)."""
@@ -212,7 +152,7 @@ class Parallel(Layer):
                 g_xs.append(g_x)
                 grads.append(g_branch)
             g_x = (g_xs[0] if len(g_xs) == 1 else _sum(g_xs)) if need_g_x else None
-            return g_x, Parallel._of(tuple(grads), combine)
+            return g_x, Parallel(tuple(grads), combine)
 
         return pullback
 

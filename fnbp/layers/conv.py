@@ -47,10 +47,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import DTypeLike
 
-from .. import initializers, random
+from .. import initializers, random, validation
 from ..core import Layer
-from ..errors import DTypeError, ShapeError
-from ..record import param, static
+from ..errors import ShapeError, StructureError
+from ..record import frozen, param, static
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -255,10 +255,12 @@ class _Conv(Layer):
         dtype: DTypeLike,
         **statics: Any,
     ) -> Any:
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"{cls.__name__}.init: dtype must be a float type, got {dtype}")
+        owner = f"{cls.__name__}.init"
+        dtype = validation.float_dtype(owner, dtype)
         kernel = ints(cls._NDIM, "kernel_size")(kernel_size)
+        in_channels = validation.check_int(owner, "in_channels", in_channels, low=1)
+        out_channels = validation.check_int(owner, "out_channels", out_channels, low=1)
+        validation.check_size(owner, "W", math.prod(kernel) * in_channels * out_channels)
         W = initializers.get(init)(key, (*kernel, in_channels, out_channels), dtype)
         return cls(W, np.zeros(out_channels, dtype), **statics)
 
@@ -274,16 +276,17 @@ class _Conv(Layer):
                 f"{name} needs W of shape ({_KERNEL_AXES[d]}, C_in, C_out) and b of shape "
                 f"(C_out,) of one dtype, got W {W.shape} {W.dtype} and b {b.shape} {b.dtype}"
             )
+        validation.check_params(name, W=W, b=b)
         c_in = W.shape[-2]
+        if type(x) is not np.ndarray:
+            raise StructureError(f"{name} expects one array, got a {type(x).__name__}")
         if x.ndim != d + 2 or x.shape[-1] != c_in:
             raise ShapeError(
                 f"{name} expects input of shape (N, {_AXES[d]}, {c_in}), got {x.shape}"
                 + _hint(x.shape, d, c_in)
             )
         if x.dtype != W.dtype:
-            if x.dtype.kind not in "biuf":
-                raise DTypeError(f"{name} expects a real numeric input, got dtype {x.dtype}")
-            x = x.astype(W.dtype)
+            x = validation.numeric(x, name).astype(W.dtype)
         return x
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
@@ -298,7 +301,7 @@ class _Conv(Layer):
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
             g_flat = g_y.reshape(-1, c_out)
-            g_Wb = P1.T.dot(g_flat)  # [g_W; g_b] = [P 1]^T g_Y
+            g_Wb = frozen(P1.T.dot(g_flat))  # [g_W; g_b] = [P 1]^T g_Y
             grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])
             if not need_g_x:
                 return None, grads

@@ -8,23 +8,25 @@ import attrs
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .. import initializers, random
+from .. import initializers, random, validation
 from .._numeric import ones
 from ..core import Layer
-from ..errors import DTypeError, ShapeError
-from ..record import param
+from ..errors import ShapeError, StructureError
+from ..record import frozen, param
 
 
 @attrs.frozen
 class Dense(Layer):
-    """Affine map ``y = x @ W + b`` for a batch ``x`` of shape ``(N, in)``.
+    """Affine map ``y = x @ W + b`` for a batch ``x`` of shape ``(N, in)`` or ``(N, ..., in)``.
 
-    ``W`` has shape ``(in, out)`` and ``b`` shape ``(out,)``. Gradients::
+    ``W`` has shape ``(in, out)`` and ``b`` shape ``(out,)``; leading axes (time
+    steps, positions) are carried along, so one Dense applies at every step.
+    With ``x`` and ``g_y`` flattened to rows ``(M, in)`` and ``(M, out)``::
 
-        g_x = g_y @ W.T      g_W = x.T @ g_y      g_b = sum_n g_y[n]
+        g_x = g_y @ W.T      g_W = x.T @ g_y      g_b = sum_m g_y[m] = 1^T g_y
 
-    A float input of another precision is cast to ``W``'s dtype here, once;
-    so ``g_x`` comes back in the parameters' dtype.
+    A float input of another precision, or a boolean or integer one, is cast
+    to ``W``'s dtype here, once; so ``g_x`` comes back in the parameters' dtype.
     """
 
     W: np.ndarray = param()
@@ -46,11 +48,12 @@ class Dense(Layer):
         ``"he_normal"``, ``"small_normal"`` for the notebook's ``0.01 * N(0, 1)``,
         ...) or a function ``(key, shape, dtype) -> array``.
         """
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Dense.init: dtype must be a float type, got {dtype}")
-        W = initializers.get(init)(key, (in_size, out_size), dtype)
-        return cls(W, np.zeros(out_size, dtype))
+        dtype = validation.float_dtype("Dense.init", dtype)
+        n_in = validation.check_int("Dense.init", "in_size", in_size, low=1)
+        n_out = validation.check_int("Dense.init", "out_size", out_size, low=1)
+        validation.check_size("Dense.init", "W", n_in * n_out)
+        W = initializers.get(init)(key, (n_in, n_out), dtype)
+        return cls(W, np.zeros(n_out, dtype))
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         W, b = self.W, self.b
@@ -59,32 +62,38 @@ class Dense(Layer):
                 f"Dense needs W of shape (in, out) and b of shape (out,) of one dtype, "
                 f"got W {W.shape} {W.dtype} and b {b.shape} {b.dtype}"
             )
-        if x.ndim != 2 or x.shape[1] != W.shape[0]:
+        name = f"Dense({W.shape[0]} -> {W.shape[1]})"
+        validation.check_params(name, W=W, b=b)
+        if type(x) is not np.ndarray:
+            raise StructureError(f"{name} expects one array, got a {type(x).__name__}")
+        if x.ndim < 2 or x.shape[-1] != W.shape[0]:
             hint = " (a single sample? use x[None])" if x.ndim == 1 else ""
+            lead = "N" if x.ndim <= 2 else "N, ..."
             raise ShapeError(
-                f"Dense({W.shape[0]} -> {W.shape[1]}) expects input of shape "
-                f"(N, {W.shape[0]}), got {x.shape}{hint}"
+                f"{name} expects input of shape ({lead}, {W.shape[0]}), got {x.shape}{hint}"
             )
         if x.dtype != W.dtype:
-            if x.dtype.kind not in "biuf":
-                raise DTypeError(f"Dense expects a real numeric input, got dtype {x.dtype}")
-            x = x.astype(W.dtype)
+            x = validation.numeric(x, name).astype(W.dtype)
         return x
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x @ W + b``."""
-        y = self._check(x).dot(self.W)
+        y = self._check(x) @ self.W
         y += self.b
         return y
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(x @ W + b, pullback)``; the pullback skips ``g_x`` unless needed."""
         x = self._check(x)
-        y = x.dot(self.W)
+        rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        y = rows.dot(self.W)
         y += self.b
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dense]:
-            g_x = g_y.dot(self.W.T) if need_g_x else None
-            return g_x, Dense(x.T.dot(g_y), ones(len(g_y), g_y.dtype).dot(g_y))
+            g = g_y if g_y.ndim == 2 else g_y.reshape(-1, g_y.shape[-1])
+            g_x = g.dot(self.W.T).reshape(x.shape) if need_g_x else None
+            g_W = frozen(rows.T.dot(g))
+            g_b = frozen(ones(len(g), g.dtype).dot(g))
+            return g_x, Dense(g_W, g_b)
 
-        return y, pullback
+        return (y if x.ndim == 2 else y.reshape(*x.shape[:-1], -1)), pullback

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import attrs
 import numpy as np
 
-from .. import random
-from ..core import Context, Layer
+from .. import random, validation
+from ..core import Context, ContextLayer
 from ..errors import ModeError
 from ..record import static
 
 __all__ = ["Dropout"]
-
-
-def _rate(value: Any) -> float:
-    rate = float(value)
-    if not 0.0 <= rate <= 1.0:  # also rejects NaN
-        raise ValueError(f"Dropout: rate is the probability of dropping, in [0, 1]; got {rate}")
-    return rate
 
 
 def _masked(a: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
@@ -31,7 +21,7 @@ def _masked(a: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
 
 
 @attrs.frozen
-class Dropout(Layer):
+class Dropout(ContextLayer):
     """Inverted dropout: ``y = x * keep / (1 - rate)`` in training, ``y = x`` in inference.
 
     ``rate`` is the probability of *dropping* a unit (not of keeping it). In
@@ -52,25 +42,15 @@ class Dropout(Layer):
     record is the layer itself.
     """
 
-    rate: float = static(default=0.5, converter=_rate)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Inference: ``x`` itself."""
-        return x
-
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """Inference: ``(x, pullback)`` with ``pullback(g_y) = (g_y, self)``."""
-        return x, lambda g_y: (g_y if need_g_x else None, self)
+    rate: float = static(default=0.5, converter=validation.real(low=0.0, high=1.0))
 
     def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
-        """``(y, pullback, state)``: a random mask from ``ctx.key`` in training."""
-        if not ctx.train:
-            return (*self.vjp(x, need_g_x), ctx.state)
-        keep = self.mask(self._key(ctx.key), x.shape)
+        """``(y, pullback, state)``: a random mask from ``ctx.key`` in training, the
+        identity in inference."""
+        x = validation.floating(x, "Dropout")
+        keep = self.mask(self._key(ctx.key), x.shape) if ctx.train else None
         if keep is None:
-            return (*self.vjp(x, need_g_x), ctx.state)
-        if x.dtype.kind != "f":
-            x = x.astype(np.float64)
+            return x, lambda g_y: (g_y if need_g_x else None, self), ctx.state
         scale = 0.0 if self.rate == 1.0 else 1.0 / (1.0 - self.rate)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dropout]:

@@ -8,10 +8,10 @@ import attrs
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .. import random
+from .. import random, validation
 from ..core import Layer
-from ..errors import DTypeError, ShapeError
-from ..record import param
+from ..errors import DTypeError, LocatedError, ShapeError, StructureError
+from ..record import frozen, param
 
 __all__ = ["Embedding"]
 
@@ -54,15 +54,15 @@ class Embedding(Layer):
         The default ``std = 1`` is PyTorch's: each output component has unit
         variance, as a normalised activation would.
         """
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Embedding.init: dtype must be a float type, got {dtype}")
-        if num_embeddings < 1 or dim < 1:
-            raise ValueError(
-                f"Embedding.init: num_embeddings and dim must be >= 1, got {num_embeddings}, {dim}"
-            )
+        dtype = validation.float_dtype("Embedding.init", dtype)
+        num_embeddings = validation.check_int(
+            "Embedding.init", "num_embeddings", num_embeddings, low=1
+        )
+        dim = validation.check_int("Embedding.init", "dim", dim, low=1)
+        std = validation.check_real("Embedding.init", "std", std, low=0.0)
+        validation.check_size("Embedding.init", "table", num_embeddings * dim)
         table = random.normal(key, (num_embeddings, dim), dtype=dtype)
-        table *= float(std)
+        table *= std
         return cls(table)
 
     def _check(self, ids: np.ndarray) -> np.ndarray:
@@ -70,6 +70,11 @@ class Embedding(Layer):
         if table.ndim != 2:
             raise ShapeError(f"Embedding needs a table of shape (num, dim), got {table.shape}")
         n, dim = table.shape
+        validation.check_params(f"Embedding({n}, {dim})", table=table)
+        if type(ids) is not np.ndarray:
+            raise StructureError(
+                f"Embedding({n}, {dim}) expects one array of ids, got a {type(ids).__name__}"
+            )
         if ids.dtype.kind not in "iu":
             raise DTypeError(
                 f"Embedding({n}, {dim}) expects integer ids, got dtype {ids.dtype} "
@@ -78,7 +83,7 @@ class Embedding(Layer):
         if ids.size and (ids.min() < 0 or ids.max() >= n):
             bad = np.flatnonzero((ids < 0) | (ids >= n))[0]
             where = np.unravel_index(bad, ids.shape)
-            raise ShapeError(
+            raise LocatedError(
                 f"Embedding({n}, {dim}): id {ids.flat[bad]} at index "
                 f"{tuple(int(i) for i in where)} is out of range; ids must be in [0, {n})"
             )
@@ -95,6 +100,6 @@ class Embedding(Layer):
         def pullback(g_y: np.ndarray) -> tuple[None, Embedding]:
             g_table = np.zeros_like(self.table)
             np.add.at(g_table, ids.ravel(), g_y.reshape(-1, self.table.shape[1]))
-            return None, Embedding(g_table)
+            return None, Embedding(frozen(g_table))
 
         return self.table[ids], pullback

@@ -28,35 +28,19 @@ import attrs
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..core import Context, Layer
-from ..errors import DTypeError, ShapeError, StructureError
-from ..record import param, static
+from .. import validation
+from ..core import Context, ContextLayer, Layer
+from ..errors import ModeError, ShapeError, StructureError
+from ..record import frozen, param, static
 
 __all__ = ["LayerNorm", "BatchNorm", "BatchNormState"]
 
 
-def _eps(value: Any) -> float:
-    eps = float(value)
-    if not eps > 0.0:
-        raise ValueError(f"eps must be > 0 (it keeps 1/sqrt(var + eps) finite), got {eps}")
-    return eps
-
-
-def _momentum(value: Any) -> float:
-    momentum = float(value)
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum}")
-    return momentum
-
-
 def _affine_init(features: int, dtype: DTypeLike, who: str) -> tuple[np.ndarray, np.ndarray]:
     """``(gamma, beta) = (ones, zeros)`` of shape ``(features,)``."""
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"{who}.init: dtype must be a float type, got {dtype}")
-    if int(features) < 1:
-        raise ValueError(f"{who}.init: features must be >= 1, got {features}")
-    return np.ones(int(features), dtype), np.zeros(int(features), dtype)
+    dtype = validation.float_dtype(f"{who}.init", dtype)
+    n = validation.check_int(f"{who}.init", "features", features, low=1)
+    return np.ones(n, dtype), np.zeros(n, dtype)
 
 
 def _check(layer: Any, x: np.ndarray) -> np.ndarray:
@@ -67,14 +51,15 @@ def _check(layer: Any, x: np.ndarray) -> np.ndarray:
             f"{name} needs gamma and beta of one shape (C,) and one dtype, "
             f"got gamma {gamma.shape} {gamma.dtype} and beta {beta.shape} {beta.dtype}"
         )
+    validation.check_params(f"{name}({gamma.shape[0]})", gamma=gamma, beta=beta)
     c = gamma.shape[0]
+    if type(x) is not np.ndarray:
+        raise StructureError(f"{name}({c}) expects one array, got a {type(x).__name__}")
     if x.ndim < 2 or x.shape[-1] != c:
         hint = " (a single sample? use x[None])" if x.ndim == 1 else ""
         raise ShapeError(f"{name}({c}) expects input of shape (N, ..., {c}), got {x.shape}{hint}")
     if x.dtype != gamma.dtype:
-        if x.dtype.kind not in "biuf":
-            raise DTypeError(f"{name} expects a real numeric input, got dtype {x.dtype}")
-        x = x.astype(gamma.dtype)
+        x = validation.numeric(x, name).astype(gamma.dtype)
     return x
 
 
@@ -116,7 +101,7 @@ class LayerNorm(Layer):
 
     gamma: np.ndarray = param()
     beta: np.ndarray = param()
-    eps: float = static(default=1e-5, converter=_eps)
+    eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
 
     @classmethod
     def init(cls, features: int, *, eps: float = 1e-5, dtype: DTypeLike = np.float32) -> LayerNorm:
@@ -130,7 +115,9 @@ class LayerNorm(Layer):
         lead = tuple(range(x.ndim - 1))
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, LayerNorm]:
-            grads = LayerNorm(np.sum(g_y * xhat, axis=lead), np.sum(g_y, axis=lead), self.eps)
+            grads = LayerNorm(
+                frozen(np.sum(g_y * xhat, axis=lead)), frozen(np.sum(g_y, axis=lead)), self.eps
+            )
             return (self._g_x(g_y, xhat, inv) if need_g_x else None), grads
 
         return _affine(xhat, self.gamma, self.beta), pullback
@@ -159,7 +146,7 @@ class BatchNormState:
 
 
 @attrs.frozen
-class BatchNorm(Layer):
+class BatchNorm(ContextLayer):
     """Batch normalisation over every axis but the last (Ioffe & Szegedy 2015).
 
     Channels last: for ``x`` of shape ``(N, C)`` or ``(N, H, W, C)`` each of the
@@ -193,14 +180,17 @@ class BatchNorm(Layer):
 
         g_x = g_y * gamma / sqrt(var + eps)
 
-    Without a state (plain ``forward``/``vjp``) it uses a fresh one, so
-    ``y = x * gamma / sqrt(1 + eps) + beta``: well defined, if untrained.
+    Inference needs that state: without one (a plain ``fb.forward(net, x)``)
+    BatchNorm raises :class:`~fnbp.ModeError` rather than silently use
+    untrained statistics. Pass ``state=history.train_state.model_state`` after
+    ``fb.fit`` (or a :class:`~fnbp.TrainState` to ``fb.predict``), or
+    ``fb.init_state(net)`` for a fresh network.
     """
 
     gamma: np.ndarray = param()
     beta: np.ndarray = param()
-    momentum: float = static(default=0.9, converter=_momentum)
-    eps: float = static(default=1e-5, converter=_eps)
+    momentum: float = static(default=0.9, converter=validation.real(low=0.0, high=1.0))
+    eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
 
     @classmethod
     def init(
@@ -219,21 +209,24 @@ class BatchNorm(Layer):
         """A fresh state: running ``mean = 0`` and ``var = 1`` in the parameters' dtype."""
         return BatchNormState(np.zeros_like(self.gamma), np.ones_like(self.gamma))
 
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """Inference with a fresh state: ``(y, pullback)``."""
-        return self._infer(_check(self, x), self.init_state(), need_g_x)
-
     def vjp_ctx(self, x: np.ndarray, need_g_x: bool, ctx: Context) -> tuple:
         """``(y, pullback, new_state)``: batch statistics in training, ``ctx.state`` otherwise.
 
-        ``ctx.state`` (``None`` means a fresh state) is never modified; in
-        inference it is handed back as it is.
+        ``ctx.state`` is never modified; in inference it is handed back as it
+        is. In training without a state the running averages start fresh.
         """
         x = _check(self, x)
-        state = self.init_state() if ctx.state is None else self._check_state(ctx.state)
         if ctx.train:
+            state = self.init_state() if ctx.state is None else self._check_state(ctx.state)
             return self._train(x, state, need_g_x)
-        return (*self._infer(x, state, need_g_x), ctx.state)
+        if ctx.state is None:
+            c = self.gamma.shape[0]
+            raise ModeError(
+                f"BatchNorm({c}) in inference needs its running statistics and got no state: "
+                "pass state= (history.train_state.model_state after fb.fit, or "
+                "fb.init_state(net) for an untrained network), or give fb.predict the TrainState"
+            )
+        return (*self._infer(x, self._check_state(ctx.state), need_g_x), ctx.state)
 
     def _check_state(self, state: Any) -> BatchNormState:
         c, dtype = self.gamma.shape[0], self.gamma.dtype
@@ -290,9 +283,9 @@ class BatchNorm(Layer):
         """``momentum * old + (1 - momentum) * batch`` in a new array."""
         new = old * self.momentum
         new += batch * (1.0 - self.momentum)
-        return new
+        return frozen(new)
 
     def _grads(self, g_y: np.ndarray, xhat: np.ndarray, axes: tuple[int, ...]) -> BatchNorm:
         """The gradient record: ``g_gamma = sum(g_y * xhat)``, ``g_beta = sum(g_y)``."""
         g_gamma = np.sum(g_y * xhat, axis=axes)
-        return BatchNorm(g_gamma, np.sum(g_y, axis=axes), self.momentum, self.eps)
+        return BatchNorm(frozen(g_gamma), frozen(np.sum(g_y, axis=axes)), self.momentum, self.eps)

@@ -26,8 +26,9 @@ import attrs
 import numpy as np
 from attrs.converters import optional
 
+from .. import validation
 from ..core import Layer
-from ..errors import ShapeError
+from ..errors import ShapeError, StructureError
 from ..record import static
 from .conv import col2im, crop, geometry, ints, pad, windows
 
@@ -42,8 +43,10 @@ def _pool_padding(value: Any) -> str:
     raise ValueError(f"pooling padding must be 'valid' or 'same', got {value!r}")
 
 
-def _floating(x: np.ndarray) -> np.ndarray:
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
+def _floating(x: np.ndarray, owner: str) -> np.ndarray:
+    if type(x) is not np.ndarray:
+        raise StructureError(f"{owner} expects one array, got a {type(x).__name__}")
+    return validation.floating(x, owner)
 
 
 class _Pool(Layer):
@@ -62,13 +65,14 @@ class _Pool(Layer):
     def _check(self, x: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, ...]]:
         """``(x as float, pads, out)`` after checking the rank and the window's fit."""
         name, d = type(self).__name__, self._NDIM
+        x = _floating(x, name)
         if x.ndim != d + 2:
             hint = " (add the channel axis: x[..., None])" if x.ndim == d + 1 else ""
             raise ShapeError(
                 f"{name} expects input of shape (N, {_AXES[d]}, C), got {x.shape}{hint}"
             )
         pads, out = geometry(name, x.shape, self.pool_size, self.stride, self.padding)
-        return _floating(x), pads, out
+        return x, pads, out
 
 
 class _MaxPool(_Pool):
@@ -211,11 +215,11 @@ class GlobalAvgPool(Layer):
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(spatial mean, pullback)``; the pullback spreads ``g_y / S`` over the positions."""
+        x = _floating(x, "GlobalAvgPool")
         if x.ndim < 3:
             raise ShapeError(
                 f"GlobalAvgPool expects input of shape (N, spatial..., C), got {x.shape}"
             )
-        x = _floating(x)
         axes = tuple(range(1, x.ndim - 1))
         scale = 1.0 / math.prod(x.shape[1:-1])
         y = np.add.reduce(x, axis=axes)

@@ -16,7 +16,7 @@ moments mirror the params; nothing is modified in place.
 
 from . import schedules
 from .alias import adagrad, adam, adamw, rmsprop, sgd
-from .base import EmptyState, Optimizer, apply_updates, chain, identity, step
+from .base import EmptyState, Optimizer, apply_updates, chain, identity, step, update
 from .transforms import (
     AdamState,
     RmsState,
@@ -63,4 +63,5 @@ __all__ = [
     "sgd",
     "step",
     "trace",
+    "update",
 ]

@@ -1,108 +1,105 @@
 """Per-array optimizer math, kept apart from the tree plumbing in ``transforms``.
 
 Each function takes one gradient leaf ``g`` and the matching state leaves and
-returns fresh arrays: it writes only into buffers it allocates itself. New
-state buffers keep the dtype of the old ones (fixed by ``init`` from the
-params; a float64 gradient is cast into a float32 moment), and updates come
-out in the state's dtype. Hyperparameters arrive as Python floats, so
-float32 stays float32. New state arrays are returned read-only. Every result
-is written into an explicit ``out=`` buffer so a 0-d leaf stays a 0-d array
-(a bare ufunc call would return a numpy scalar).
+returns new arrays, written the way the papers write them. New state arrays
+keep the dtype of the old ones (fixed by ``init`` from the params; a float64
+gradient is cast into a float32 moment) and are returned read-only;
+hyperparameters arrive as Python floats, so float32 stays float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import frozen
+from ..record import frozen
 
 
-def _buffer(like: np.ndarray) -> np.ndarray:
-    """A new uninitialised array with ``like``'s shape and dtype."""
-    return np.empty(np.shape(like), like.dtype)
+def _like(a: np.ndarray) -> np.ndarray:
+    """A new uninitialised array of ``a``'s shape and dtype (a 0-d one stays an array)."""
+    return np.empty(np.shape(a), a.dtype)
 
 
 def scale(g: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * g`` in ``g``'s dtype (for SGD, bitwise ``fb.update``'s step)."""
-    return np.multiply(g, factor, out=_buffer(g), dtype=g.dtype)
+    """``factor * g`` in ``g``'s dtype."""
+    return np.multiply(g, factor, out=_like(g))
+
+
+def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``p + u`` in ``p``'s dtype (``u`` cast first), read-only: the new parameter."""
+    return frozen(np.add(p, u, out=_like(p), dtype=p.dtype))
+
+
+def moment(m: np.ndarray, g: np.ndarray, decay: float) -> np.ndarray:
+    """An exponential moving average: ``decay * m + (1 - decay) * g``."""
+    new = np.multiply(m, decay, out=_like(m))
+    new += np.multiply(g, 1.0 - decay, dtype=m.dtype)
+    return frozen(new)
+
+
+def moment_of_square(v: np.ndarray, g: np.ndarray, decay: float) -> np.ndarray:
+    """The moving average of ``g**2``: ``decay * v + (1 - decay) * g * g``."""
+    new = np.multiply(v, decay, out=_like(v))
+    g2 = np.multiply(g, g, dtype=v.dtype)
+    g2 *= 1.0 - decay
+    new += g2
+    return frozen(new)
 
 
 def trace(
     g: np.ndarray, v: np.ndarray, momentum: float, nesterov: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``v' = momentum * v + g``; update ``v'``, or ``g + momentum * v'`` (Nesterov)."""
-    v_new = np.multiply(v, momentum, out=_buffer(v))
+    """Heavy ball: ``v' = momentum * v + g``; the update is ``v'``, or
+    ``g + momentum * v'`` with Nesterov."""
+    v_new = np.multiply(v, momentum, out=_like(v))
     v_new += g
     frozen(v_new)
     if not nesterov:
         return v_new, v_new
-    u = np.multiply(v_new, momentum, out=_buffer(v))
+    u = np.multiply(v_new, momentum, out=_like(v))
     u += g
     return u, v_new
 
 
-def _ema_square(g: np.ndarray, v: np.ndarray, decay: float, tmp: np.ndarray) -> np.ndarray:
-    """``decay * v + (1 - decay) * g**2``, using ``tmp`` (ours) as scratch."""
-    np.multiply(g, g, out=tmp)
-    tmp *= 1.0 - decay
-    v_new = np.multiply(v, decay, out=_buffer(v))
-    v_new += tmp
-    return frozen(v_new)
-
-
 def adam(
-    g: np.ndarray,
-    m: np.ndarray,
-    v: np.ndarray,
-    b1: float,
-    b2: float,
-    eps: float,
-    count: int,
+    g: np.ndarray, m: np.ndarray, v: np.ndarray, b1: float, b2: float, eps: float, t: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Adam at step ``count`` (1 on the first update): ``(direction, m', v')``.
+    """Adam at step ``t`` (1 for the first update): ``(direction, m', v')``::
 
-    ``m' = b1 m + (1-b1) g``, ``v' = b2 v + (1-b2) g^2``,
-    direction ``= m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m' / (1 - b1^count)``,
-    ``v_hat = v' / (1 - b2^count)``.
+    m' = b1 m + (1 - b1) g        v' = b2 v + (1 - b2) g^2
+    direction = m_hat / (sqrt(v_hat) + eps),   m_hat = m' / (1 - b1^t),  v_hat = v' / (1 - b2^t)
     """
-    tmp = np.multiply(g, 1.0 - b1, out=_buffer(m))
-    m_new = np.multiply(m, b1, out=_buffer(m))
-    m_new += tmp
-    frozen(m_new)
-    v_new = _ema_square(g, v, b2, tmp)
-    np.divide(v_new, 1.0 - b2**count, out=tmp)
-    np.sqrt(tmp, out=tmp)
-    tmp += eps
-    u = np.divide(m_new, 1.0 - b1**count, out=_buffer(m))
-    u /= tmp
-    return u, m_new, v_new
+    m = moment(m, g, b1)
+    v = moment_of_square(v, g, b2)
+    denominator = np.divide(v, 1.0 - b2**t, out=_like(v))
+    np.sqrt(denominator, out=denominator)
+    denominator += eps
+    direction = np.divide(m, 1.0 - b1**t, out=_like(m))
+    direction /= denominator
+    return direction, m, v
 
 
 def rms(g: np.ndarray, v: np.ndarray, decay: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """RMSprop: ``v' = decay v + (1-decay) g^2``, direction ``g / (sqrt(v') + eps)``."""
-    tmp = _buffer(v)
-    v_new = _ema_square(g, v, decay, tmp)
-    np.sqrt(v_new, out=tmp)
-    tmp += eps
-    np.divide(g, tmp, out=tmp)
-    return tmp, v_new
+    """RMSprop: ``v' = decay v + (1 - decay) g^2``, direction ``g / (sqrt(v') + eps)``."""
+    v = moment_of_square(v, g, decay)
+    denominator = np.sqrt(v, out=_like(v))
+    denominator += eps
+    return np.divide(g, denominator, out=denominator), v
 
 
 def adagrad(g: np.ndarray, s: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Adagrad: ``s' = s + g^2``, direction ``g / (sqrt(s') + eps)``."""
-    s_new = np.multiply(g, g, out=_buffer(s))
+    s_new = np.multiply(g, g, out=_like(s))
     s_new += s
     frozen(s_new)
-    u = np.sqrt(s_new, out=_buffer(s))
-    u += eps
-    np.divide(g, u, out=u)
-    return u, s_new
+    denominator = np.sqrt(s_new, out=_like(s))
+    denominator += eps
+    return np.divide(g, denominator, out=denominator), s_new
 
 
 def decayed(g: np.ndarray, p: np.ndarray, weight_decay: float, on: bool) -> tuple[np.ndarray]:
     """``g + weight_decay * p`` where ``on``; ``g`` itself otherwise."""
     if not on:
         return (g,)
-    u = np.multiply(p, weight_decay, out=_buffer(g))
+    u = np.multiply(p, weight_decay, out=_like(g))
     u += g
     return (u,)

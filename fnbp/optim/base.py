@@ -21,11 +21,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .. import tree
-from ..errors import StructureError
-from ..record import static
+from .. import tree, validation
+from ..errors import ShapeError, StructureError
+from ..record import frozen, static
+from . import _leaf
 
-__all__ = ["Optimizer", "EmptyState", "identity", "chain", "apply_updates", "step"]
+__all__ = ["Optimizer", "EmptyState", "identity", "chain", "apply_updates", "step", "update"]
 
 Params = Any
 Updates = Any
@@ -75,14 +76,14 @@ def chain(*optimizers: Optimizer) -> Optimizer:
     for i, opt in enumerate(optimizers):
         if not isinstance(opt, Optimizer):
             hint = " (did you forget to call it?)" if callable(opt) else ""
-            raise TypeError(f"chain: argument {i} must be an Optimizer, got {opt!r}{hint}")
+            raise validation.fail("chain", f"argument {i}", f"an Optimizer{hint}", opt)
 
     def init(params: Params) -> tuple:
         return tuple(opt.init(params) for opt in optimizers)
 
     def update(grads: Any, state: tuple, params: Params = None) -> tuple[Updates, tuple]:
         if not isinstance(state, tuple) or len(state) != len(optimizers):
-            raise TypeError(
+            raise StructureError(
                 f"chain of {len(optimizers)} transforms expects a tuple of {len(optimizers)} "
                 f"states (from its own init), got {type(state).__name__}"
             )
@@ -95,11 +96,21 @@ def chain(*optimizers: Optimizer) -> Optimizer:
     return Optimizer(init, update)
 
 
+def _check_pair(p: Any, u: Any, what: str) -> None:
+    if type(p) is not np.ndarray or type(u) is not np.ndarray:
+        raise StructureError(
+            f"params and {what} leaves must be arrays, got {type(p).__name__} "
+            f"and {type(u).__name__}"
+        )
+    if p.shape != u.shape:
+        raise ShapeError(f"params have shape {p.shape}, {what} have {u.shape}")
+    if u.dtype not in validation.FLOATS:
+        validation.floating(u, "apply_updates", what)
+
+
 def _add_leaf(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    if np.shape(p) != np.shape(u):
-        raise StructureError(f"params have shape {np.shape(p)}, updates have {np.shape(u)}")
-    # out= keeps a 0-d param a 0-d array; dtype= casts the update first, as fb.update does
-    return frozen(np.add(p, u, out=np.empty(np.shape(p), p.dtype), dtype=p.dtype))
+    _check_pair(p, u, "updates")
+    return _leaf.add(p, u)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
@@ -126,6 +137,27 @@ def step(opt: Optimizer, params: Params, grads: Any, state: State) -> tuple[Para
     return apply_updates(params, updates), state
 
 
+def update(params: Params, grads: Any, learning_rate: float) -> Params:
+    """One step of plain gradient descent: a new record ``params - learning_rate * grads``.
+
+    ``grads`` must have the structure of ``params`` (a :class:`~fnbp.StructureError`
+    names the first path where they differ). Each leaf keeps its dtype. The
+    same per-array step as ``fb.optim.sgd(learning_rate)``, so the two give the
+    same bits.
+
+    >>> import numpy as np, fnbp as fb
+    >>> fb.update({"w": np.array([1.0, 2.0])}, {"w": np.array([1.0, -1.0])}, 0.5)["w"].tolist()
+    [0.5, 2.5]
+    """
+    lr = validation.check_real("update", "learning_rate", learning_rate, low=0.0)
+
+    def descend(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+        _check_pair(p, g, "grads")
+        return _leaf.add(p, _leaf.scale(g, -lr))
+
+    return tree.map(descend, params, grads)
+
+
 # ---- plumbing shared by the transforms ------------------------------------------------
 
 
@@ -147,29 +179,11 @@ def leafwise(fn: Callable[..., tuple], n: int, grads: Any, *others: Any) -> tupl
     return tuple(tree.unflatten(grads, [o[i] for o in outs]) for i in range(n))
 
 
-def frozen(a: np.ndarray) -> np.ndarray:
-    """Mark a buffer the caller just allocated read-only, and return it."""
-    a.flags.writeable = False
-    return a
-
-
 def counter(n: int) -> np.ndarray:
     """A step counter: a read-only 0-d int64 array."""
     return frozen(np.array(n, dtype=np.int64))
 
 
 def expect_state(state: Any, cls: type, where: str) -> None:
-    """Raise TypeError unless ``state`` is a ``cls`` (a state from another optimizer)."""
-    if not isinstance(state, cls):
-        raise TypeError(
-            f"{where}: expected a {cls.__name__} (from its own init), got {type(state).__name__}"
-        )
-
-
-def check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = True) -> float:
-    """``float(value)``, or ValueError unless ``lo <= value < hi`` (``<= hi`` if closed)."""
-    v = float(value)
-    if not (lo <= v and (v < hi if hi_open else v <= hi)):
-        bracket = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in [{lo}, {hi}{bracket}, got {value!r}")
-    return v
+    """A StructureError unless ``state`` is a ``cls`` (not a state of another optimizer)."""
+    validation.check_structure(where, state, cls, "the state from its own init")

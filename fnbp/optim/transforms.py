@@ -8,17 +8,16 @@ arrays, so a checkpoint saves a state like any other tree.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import numpy as np
 
-from .. import tree
-from ..record import param
+from .. import tree, validation
+from ..record import frozen, param
 from . import _leaf
-from .base import EmptyState, Optimizer, check_range, counter, expect_state, frozen, leafwise
+from .base import EmptyState, Optimizer, counter, expect_state, leafwise
 from .schedules import Schedule
 
 __all__ = [
@@ -53,7 +52,7 @@ def _zeros(params: Any) -> Any:
 class ScheduleState:
     """``count``: how many updates were made (0 before the first)."""
 
-    count: np.ndarray = param()
+    count: np.ndarray = param(kind="int")
 
 
 @attrs.frozen
@@ -67,7 +66,7 @@ class TraceState:
 class AdamState:
     """``count`` of updates, first moment ``mu`` and second moment ``nu`` (trees)."""
 
-    count: np.ndarray = param()
+    count: np.ndarray = param(kind="int")
     mu: Any
     nu: Any
 
@@ -97,9 +96,7 @@ def _stateless(fn: Callable[[Any, Any], Any]) -> Optimizer:
 
 def scale(factor: float) -> Optimizer:
     """``updates = factor * grads`` (each leaf keeps its dtype). ``scale(-lr)`` is SGD."""
-    factor = float(factor)
-    if not math.isfinite(factor):
-        raise ValueError(f"scale: factor must be finite, got {factor}")
+    factor = validation.check_real("scale", "factor", factor)
     return _stateless(lambda grads, params: tree.map(lambda g: _leaf.scale(g, factor), grads))
 
 
@@ -108,8 +105,7 @@ def scale_by_schedule(schedule: Schedule) -> Optimizer:
 
     The state is a :class:`ScheduleState`; the factor is taken as a Python float.
     """
-    if not callable(schedule):
-        raise TypeError(f"scale_by_schedule: schedule must be callable, got {schedule!r}")
+    validation.check_callable("scale_by_schedule", "schedule", schedule, "a function of the step")
 
     def update(grads: Any, state: ScheduleState, params: Any = None) -> tuple[Any, ScheduleState]:
         expect_state(state, ScheduleState, "scale_by_schedule")
@@ -123,10 +119,10 @@ def scale_by_schedule(schedule: Schedule) -> Optimizer:
 
 def _checked_rate(schedule: Schedule) -> Schedule:
     def negated(n: int) -> float:
-        lr = float(schedule(n))
-        if not lr >= 0.0 or math.isinf(lr):
-            raise ValueError(f"the learning-rate schedule gave {lr} at step {n}")
-        return -lr
+        value = schedule(n)
+        return -validation.check_real(
+            "learning-rate schedule", f"its value at step {n}", value, low=0.0
+        )
 
     return negated
 
@@ -141,9 +137,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> Optimizer:
     """
     if callable(learning_rate):
         return scale_by_schedule(_checked_rate(learning_rate))
-    if isinstance(learning_rate, str) or np.ndim(learning_rate) != 0:
-        raise TypeError(f"learning_rate must be a float or a schedule, got {learning_rate!r}")
-    lr = check_range("learning_rate", learning_rate, 0.0, math.inf, hi_open=False)
+    lr = validation.check_real("optimizer", "learning_rate", learning_rate, low=0.0)
     return scale(-lr)
 
 
@@ -156,8 +150,10 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     learning rate into the velocity (``v = momentum * v - lr * g``), which
     differs when the learning rate changes over time.
     """
-    momentum = check_range("momentum", momentum, 0.0, 1.0)
-    nesterov = bool(nesterov)
+    momentum = validation.check_real(
+        "trace", "momentum", momentum, low=0.0, high=1.0, high_open=True
+    )
+    nesterov = validation.check_bool("trace", "nesterov", nesterov)
 
     def leaf(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _leaf.trace(g, v, momentum, nesterov)
@@ -182,9 +178,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     "epsilon hat" form ``m / (sqrt(v) + eps)`` with the corrections moved into
     the step size, which differs when ``v`` is tiny.
     """
-    b1 = check_range("b1", b1, 0.0, 1.0)
-    b2 = check_range("b2", b2, 0.0, 1.0)
-    eps = check_range("eps", eps, 0.0, math.inf)
+    b1 = validation.check_real("scale_by_adam", "b1", b1, low=0.0, high=1.0, high_open=True)
+    b2 = validation.check_real("scale_by_adam", "b2", b2, low=0.0, high=1.0, high_open=True)
+    eps = validation.check_real("scale_by_adam", "eps", eps, low=0.0)
 
     def init(params: Any) -> AdamState:
         return AdamState(counter(0), _zeros(params), _zeros(params))
@@ -212,8 +208,8 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
     put it inside (``g / sqrt(v + eps)``). PyTorch's default decay (``alpha``)
     is 0.99, Keras' (``rho``) 0.9.
     """
-    decay = check_range("decay", decay, 0.0, 1.0)
-    eps = check_range("eps", eps, 0.0, math.inf)
+    decay = validation.check_real("scale_by_rms", "decay", decay, low=0.0, high=1.0, high_open=True)
+    eps = validation.check_real("scale_by_rms", "eps", eps, low=0.0)
 
     def update(grads: Any, state: RmsState, params: Any = None) -> tuple[Any, RmsState]:
         expect_state(state, RmsState, "scale_by_rms")
@@ -232,7 +228,7 @@ def scale_by_rss(eps: float = 1e-8) -> Optimizer:
     As PyTorch (``initial_accumulator_value=0``, eps outside the root); optax
     and TensorFlow start ``s`` at 0.1 and put eps inside.
     """
-    eps = check_range("eps", eps, 0.0, math.inf)
+    eps = validation.check_real("scale_by_rss", "eps", eps, low=0.0)
 
     def update(grads: Any, state: RssState, params: Any = None) -> tuple[Any, RssState]:
         expect_state(state, RssState, "scale_by_rss")
@@ -257,9 +253,7 @@ def _decay_flags(mask: Any, grads: Any, params: Any) -> list[bool]:
     chosen = mask(params) if callable(mask) else mask
 
     def flag(g: Any, p: Any, m: Any) -> Any:
-        if np.ndim(m) != 0:
-            raise TypeError(f"a weight-decay mask leaf must be a bool, got shape {np.shape(m)}")
-        flags.append(bool(m))
+        flags.append(validation.check_bool("add_decayed_weights", "mask leaf", m))
         return g
 
     tree.map(flag, grads, params, chosen)
@@ -276,11 +270,15 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
     everything: ``mask=lambda params: fb.tree.map(lambda p: True, params)``.
     ``update`` needs ``params``.
     """
-    weight_decay = check_range("weight_decay", weight_decay, 0.0, math.inf)
+    weight_decay = validation.check_real(
+        "add_decayed_weights", "weight_decay", weight_decay, low=0.0
+    )
 
     def update(grads: Any, state: EmptyState, params: Any = None) -> tuple[Any, EmptyState]:
         if params is None:
-            raise ValueError("add_decayed_weights needs the params: update(grads, state, params)")
+            raise validation.fail(
+                "add_decayed_weights", "params", "the params: update(grads, state, params)", None
+            )
         flags = iter(_decay_flags(mask, grads, params))
 
         def leaf(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray]:
@@ -301,9 +299,9 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     The same rule as optax and ``torch.nn.utils.clip_grad_norm_`` (which adds
     1e-6 to ``n`` and works in place).
     """
-    max_norm = check_range("max_norm", max_norm, 0.0, math.inf)
-    if max_norm == 0.0:
-        raise ValueError("max_norm must be > 0")
+    max_norm = validation.check_real(
+        "clip_by_global_norm", "max_norm", max_norm, low=0.0, low_open=True
+    )
 
     def clip(grads: Any, params: Any) -> Any:
         norm = tree.global_norm(grads)

@@ -158,9 +158,22 @@ def test_one_dimensional_input_gets_a_hint(make):
         fb.forward(dense(3, 2), make(3))
 
 
-def test_three_dimensional_input_is_rejected(make):
-    with pytest.raises(fb.ShapeError, match=r"\(N, 3\).*\(2, 4, 3\)"):
-        fb.forward(dense(3, 2), make(2, 4, 3))
+def test_leading_axes_are_carried_along(make):
+    layer, x = dense(3, 2), make(2, 4, 3)
+    y = fb.forward(layer, x)
+    assert y.shape == (2, 4, 2)
+    np.testing.assert_allclose(y, x @ layer.W + layer.b)
+    rows = fb.backward(layer, x.reshape(8, 3), np.ones((8, 2)))
+    g_x, grads = fb.backward(layer, x, np.ones((2, 4, 2)))
+    assert g_x.shape == x.shape
+    np.testing.assert_allclose(grads.W, rows[1].W)
+    np.testing.assert_allclose(grads.b, rows[1].b)
+    assert fb.testing.check_grads(layer, x).ok
+
+
+def test_wrong_last_axis_of_a_sequence_is_rejected(make):
+    with pytest.raises(fb.ShapeError, match=r"\(N, \.\.\., 3\).*\(2, 4, 5\)"):
+        fb.forward(dense(3, 2), make(2, 4, 5))
 
 
 def test_inconsistent_params_are_reported(make):

@@ -189,10 +189,25 @@ def test_batchnorm_state_passed_in_is_never_changed(make):
 def test_batchnorm_inference_on_a_fresh_state(make):
     layer, x = affine(fb.BatchNorm, 3), make(5, 3)
     expected = x * layer.gamma / np.sqrt(1.0 + 1e-5) + layer.beta
-    np.testing.assert_allclose(fb.forward(layer, x), expected, rtol=1e-13)
     y, _ = fb.forward(layer, x, state=layer.init_state())
     np.testing.assert_allclose(y, expected, rtol=1e-13)
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda net, x: fb.forward(net, x),
+        lambda net, x: fb.vjp(net, x),
+        lambda net, x: fb.backward(net, x, np.ones((len(x), 3))),
+        lambda net, x: net.forward(x),
+        lambda net, x: fb.predict(net, x),
+        lambda net, x: fb.evaluate(net, fb.mse, x, np.zeros((len(x), 3))),
+    ],
+)
+def test_batchnorm_inference_without_its_state_is_an_error_not_fresh_statistics(make, run):
+    net = fb.Serial((fb.Identity(), affine(fb.BatchNorm, 3)))
+    with pytest.raises(fb.ModeError, match=r"^layers\[1\]: BatchNorm\(3\) in inference needs its"):
+        run(net, make(5, 3))
 
 
 def test_batchnorm_inference_uses_the_given_state_and_returns_it(make):
@@ -216,7 +231,7 @@ def test_batchnorm_check_grads_in_training(make, shape):
 @pytest.mark.parametrize("shape", [(1, 3), (6, 3), (2, 2, 3, 3)])
 def test_batchnorm_check_grads_in_inference(make, shape):
     layer = affine(fb.BatchNorm, 3)
-    assert fb.testing.check_grads(layer, make(*shape)).ok
+    assert fb.testing.check_grads(layer, make(*shape), state=layer.init_state()).ok
     assert fb.testing.check_grads(layer, make(*shape), state=random_state(3)).ok
 
 
@@ -225,7 +240,7 @@ def test_batchnorm_training_gradient_is_not_the_affine_one(make):
     g_train, _, _ = fb.backward(layer, x, g, train=True, state=layer.init_state())
     # y does not change when a feature is shifted, so each column of g_x sums to 0.
     np.testing.assert_allclose(g_train.sum(axis=0), 0.0, atol=1e-12)
-    g_infer, _ = fb.backward(layer, x, g)
+    g_infer, _, _ = fb.backward(layer, x, g, state=layer.init_state())
     assert not np.allclose(g_train.sum(axis=0), g_infer.sum(axis=0))
 
 
@@ -240,7 +255,7 @@ def test_batchnorm_training_on_one_sample_raises(make):
     layer = fb.BatchNorm.init(3)
     with pytest.raises(fb.ShapeError, match=r"at least 2 values per feature.*drop_last"):
         fb.forward(layer, make(1, 3), train=True, state=layer.init_state())
-    fb.forward(layer, make(1, 3))  # inference on one sample is fine
+    fb.forward(layer, make(1, 3), state=layer.init_state())  # inference on one sample is fine
     fb.forward(layer, make(1, 2, 2, 3), train=True)  # 4 values per channel
 
 
@@ -313,7 +328,7 @@ def _fit(key=KEY, **kw):
 
 def test_fit_threads_batchnorm_state_and_learns():
     params, history = _fit(metrics=("accuracy",))
-    state = history.state
+    state = history.train_state.model_state
     assert type(state) is tuple and len(state) == 5
     assert state[0] is None and state[2:] == (None, None, None)
     assert type(state[1]) is fb.BatchNormState
@@ -323,14 +338,17 @@ def test_fit_threads_batchnorm_state_and_learns():
     with_state = fb.evaluate(params, fb.sigmoid_binary_cross_entropy, x, y, state=state)
     logits = fb.forward(params, x, state=state)[0]
     assert with_state["loss"] == pytest.approx(float(fb.sigmoid_binary_cross_entropy(logits, y)))
-    fresh = fb.evaluate(params, fb.sigmoid_binary_cross_entropy, x, y)
+    assert with_state == fb.evaluate(history.train_state, fb.sigmoid_binary_cross_entropy, x, y)
+    fresh = fb.evaluate(params, fb.sigmoid_binary_cross_entropy, x, y, state=fb.init_state(params))
     assert with_state["loss"] != pytest.approx(fresh["loss"])
+    with pytest.raises(fb.ModeError, match=r"^layers\[1\]: BatchNorm\(16\)"):
+        fb.evaluate(params, fb.sigmoid_binary_cross_entropy, x, y)  # the state is not forgotten
 
 
 def test_fit_same_key_same_bits_other_key_other_run():
     p1, h1 = _fit(epochs=2)
-    p2, h2 = _fit(epochs=2)
-    both = fb.tree.leaves((p1, h1.state)), fb.tree.leaves((p2, h2.state))
+    _p2, h2 = _fit(epochs=2)
+    both = fb.tree.leaves(h1.train_state), fb.tree.leaves(h2.train_state)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(*both, strict=True))
     p3, _ = _fit(key=fb.random.key(4), epochs=2)
     assert not fb.tree.allclose(p1, p3)
@@ -338,16 +356,16 @@ def test_fit_same_key_same_bits_other_key_other_run():
 
 def test_checkpoint_round_trips_the_batchnorm_state(tmp_path):
     params, history = _fit(epochs=2)
-    checkpoint.save(tmp_path / "run", params, state=history.state, opt_state=history.opt_state)
-    like = checkpoint.Checkpoint(params, opt_state=history.opt_state, state=history.state)
-    for ckpt in (checkpoint.load(tmp_path / "run", like=like), checkpoint.load(tmp_path / "run")):
-        bn = ckpt.state[1]
-        assert type(bn) is fb.BatchNormState and ckpt.state[0] is None
-        np.testing.assert_array_equal(bn.mean, history.state[1].mean)
-        np.testing.assert_array_equal(bn.var, history.state[1].var)
-        assert bn.mean.dtype == np.float32 and not bn.var.flags.writeable
-        assert fb.tree.allclose(ckpt.params, params, rtol=0, atol=0)
+    ts = history.train_state
+    checkpoint.save(tmp_path / "run", ts)
+    like = fb.TrainState.create(_net(), fb.optim.adam(0.02))
+    loaded = checkpoint.load(tmp_path / "run", like=like).tree
+    bn = loaded.model_state[1]
+    assert type(bn) is fb.BatchNormState and loaded.model_state[0] is None
+    np.testing.assert_array_equal(bn.mean, ts.model_state[1].mean)
+    np.testing.assert_array_equal(bn.var, ts.model_state[1].var)
+    assert bn.mean.dtype == np.float32 and not bn.var.flags.writeable
+    assert fb.tree.allclose(loaded.params, params, rtol=0, atol=0)
+    assert int(loaded.epoch) == 2
     x, _ = _data()
-    np.testing.assert_array_equal(
-        fb.predict(ckpt.params, x, state=ckpt.state), fb.predict(params, x, state=history.state)
-    )
+    np.testing.assert_array_equal(fb.predict(loaded, x), fb.predict(ts, x))

@@ -176,13 +176,13 @@ def test_one_dimensional_input_to_serial(make):
 
 @pytest.mark.parametrize("cls", [fb.ReLU, fb.Sigmoid, fb.Dense])
 def test_class_instead_of_instance_gets_a_hint(cls):
-    with pytest.raises(TypeError, match=rf"layers\[1\].*did you mean {cls.__name__}\(\)\?"):
+    with pytest.raises(fb.StructureError, match=rf"layers\[1\].*did you mean {cls.__name__}\(\)\?"):
         fb.Serial((fb.Tanh(), cls))
 
 
 @pytest.mark.parametrize("bad", [np.ones(3), np.tanh, "relu", None])
 def test_non_layers_are_rejected(bad):
-    with pytest.raises(TypeError, match=r"layers\[0\] must be a layer"):
+    with pytest.raises(fb.StructureError, match=r"layers\[0\] must be a layer"):
         fb.Serial((bad,))
 
 

@@ -215,9 +215,9 @@ def test_bad_hyperparameters_raise_value_error(make):
 
 
 def test_learning_rate_of_wrong_type():
-    with pytest.raises(TypeError, match="learning_rate"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite real number"):
         optim.sgd("0.1")
-    with pytest.raises(TypeError, match="learning_rate"):
+    with pytest.raises(ValueError, match="learning_rate"):
         optim.adam(np.array([0.1, 0.2]))
 
 

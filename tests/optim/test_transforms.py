@@ -77,7 +77,7 @@ def test_add_decayed_weights_default_mask():
 
 def test_add_decayed_weights_mask_must_be_bools():
     opt = optim.add_decayed_weights(0.5, mask=Pair(np.ones((1, 2)), np.ones(1)))
-    with pytest.raises(TypeError, match="bool"):
+    with pytest.raises(ValueError, match="mask leaf must be True or False"):
         apply(opt, pair(G1), pair(P))
 
 
@@ -127,17 +127,17 @@ def test_structure_mismatch_names_the_path():
         opt.update({"other": pair(G1)}, state)
 
 
-def test_wrong_state_is_a_type_error():
+def test_wrong_state_is_a_structure_error():
     opt = optim.sgd(0.1, momentum=0.9)
     adam_state = optim.adam(0.1).init(pair(P))
-    with pytest.raises(TypeError, match="TraceState"):
+    with pytest.raises(fb.StructureError, match="TraceState"):
         opt.update(pair(G1), adam_state)
-    with pytest.raises(TypeError, match="tuple of 2"):
+    with pytest.raises(fb.StructureError, match="tuple of 2"):
         opt.update(pair(G1), adam_state[0])
 
 
 def test_chain_rejects_an_uncalled_factory():
-    with pytest.raises(TypeError, match="forget to call"):
+    with pytest.raises(ValueError, match="forget to call"):
         optim.chain(optim.adam)
 
 
@@ -155,5 +155,5 @@ def test_states_are_readonly_records():
 
 
 def test_bad_schedule_type():
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(ValueError, match="schedule must be a function of the step"):
         optim.scale_by_schedule(0.1)

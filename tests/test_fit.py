@@ -1,14 +1,14 @@
-"""Training loop: seeded minibatches, fit, early stopping, callbacks, divergence, resuming."""
+"""fit: seeded minibatches, rounds, early stopping, callbacks, divergence, resuming."""
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
 import textwrap
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 
@@ -253,7 +253,7 @@ def test_fit_is_the_loop_you_could_write():
             total += float(value) * len(idx)
         losses.append(total / len(x))
     _assert_trees_equal(params, p)
-    _assert_trees_equal(h.opt_state, state)
+    _assert_trees_equal(h.train_state.opt_state, state)
     assert h.train_loss == pytest.approx(losses, rel=1e-12)
 
 
@@ -278,7 +278,7 @@ def test_mismatched_lengths_raise_shape_error():
     ids=["str", "complex", "object"],
 )
 def test_non_numeric_x_raises_dtype_error(x):
-    with pytest.raises(fb.DTypeError, match="dtype"):
+    with pytest.raises(fb.DTypeError, match="must be numeric"):
         _fit(_net(), x, np.zeros((2, 1), np.float32))
 
 
@@ -332,7 +332,7 @@ def test_same_key_gives_identical_bits():
     ]
     (p1, h1), (p2, h2) = runs
     _assert_trees_equal(p1, p2)
-    _assert_trees_equal(h1.opt_state, h2.opt_state)
+    _assert_trees_equal(h1.train_state, h2.train_state)
     assert h1.train_loss == h2.train_loss
     assert h1.val_loss == h2.val_loss
     assert h1.train_metrics == h2.train_metrics
@@ -420,8 +420,8 @@ def test_callback_called_once_per_epoch():
     xv, yv = _moons(20, seed=1)
     calls = []
 
-    def record(epoch, params, logs):
-        calls.append((epoch, params, dict(logs)))
+    def record(ts, logs):
+        calls.append((int(ts.epoch) - 1, ts.params, dict(logs)))
 
     params, h = _fit(
         _net(), x, y, epochs=4, validation=(xv, yv), metrics=("accuracy",), callbacks=[record]
@@ -439,9 +439,9 @@ def test_callback_returning_true_stops_after_that_epoch():
     x, y = _moons(40)
     seen = []
 
-    def stop_at_two(epoch, params, logs):
-        seen.append(epoch)
-        return epoch == 2
+    def stop_at_two(ts, logs):
+        seen.append(logs["epoch"] - 1)
+        return logs["epoch"] == 3
 
     params, h = _fit(_net(), x, y, epochs=10, callbacks=[stop_at_two])
     assert seen == [0, 1, 2]
@@ -522,16 +522,15 @@ import fnbp as fb
 
 d, epochs = sys.argv[1], int(sys.argv[2])
 x, y = np.load(d + "/x.npy"), np.load(d + "/y.npy")
-ckpt = fb.checkpoint.load(d + "/part.npz")
+opt = fb.optim.adam(0.02)
+like = fb.TrainState.create(fb.mlp(fb.random.key(0), (2, 16, 1)), opt)
+ckpt = fb.checkpoint.load(d + "/part.npz", like=like)
 params, history = fb.fit(
-    ckpt.params, fb.sigmoid_binary_cross_entropy, x, y,
-    optimizer=fb.optim.adam(0.02), epochs=epochs, batch_size=16, key=ckpt.key,
-    opt_state=ckpt.opt_state, initial_epoch=ckpt.step, progress=False,
+    ckpt.tree, fb.sigmoid_binary_cross_entropy, x, y,
+    optimizer=opt, epochs=epochs, batch_size=16, key=ckpt.key, progress=False,
+    history=fb.History.from_dict(ckpt.meta["history"]),
 )
-fb.checkpoint.save(
-    d + "/final", params, opt_state=history.opt_state, step=history.epochs,
-    meta={"train_loss": list(history.train_loss)},
-)
+fb.checkpoint.save(d + "/final", history.final_state, meta={"history": history.to_dict()})
 """
 
 
@@ -541,12 +540,12 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     key = fb.random.key(21)
-    whole, h_whole = _fit(_net(), x, y, epochs=total, key=key)
+    _whole, h_whole = _fit(_net(), x, y, epochs=total, key=key)
 
-    part, h_part = _fit(_net(), x, y, epochs=first, key=key)
+    _part, h_part = _fit(_net(), x, y, epochs=first, key=key)
     assert h_part.epochs == first
     fb.checkpoint.save(
-        tmp_path / "part", part, opt_state=h_part.opt_state, step=h_part.epochs, key=key
+        tmp_path / "part", h_part.final_state, key=key, meta={"history": h_part.to_dict()}
     )
     script = tmp_path / "resume.py"
     script.write_text(textwrap.dedent(_CHILD))
@@ -558,12 +557,15 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path):
     )
     assert done.returncode == 0, done.stderr
 
-    final = fb.checkpoint.load(tmp_path / "final.npz")
-    _assert_trees_equal(final.params, whole)
-    _assert_trees_equal(final.opt_state, h_whole.opt_state)
-    assert final.step == total
-    assert json.loads(json.dumps(h_whole.train_loss[first:])) == final.meta["train_loss"]
-    assert h_part.train_loss + tuple(final.meta["train_loss"]) == h_whole.train_loss
+    like = fb.TrainState.create(_net(), fb.optim.adam(0.02))
+    final = fb.checkpoint.load(tmp_path / "final.npz", like=like)
+    _assert_trees_equal(final.tree, h_whole.final_state)
+    assert int(final.tree.epoch) == total and int(final.tree.step) == total * 5
+    resumed = fb.History.from_dict(final.meta["history"])
+    # the resumed run's History is the uninterrupted one's, every epoch of it (times aside)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert strip(resumed.rows) == strip(h_whole.rows)
+    assert resumed.train_loss == h_whole.train_loss
 
 
 def test_resume_needs_the_optimizer_state():
@@ -572,8 +574,9 @@ def test_resume_needs_the_optimizer_state():
     key = fb.random.key(21)
     whole, _ = _fit(_net(), x, y, epochs=5, key=key)
     part, h = _fit(_net(), x, y, epochs=2, key=key)
-    same, _ = _fit(part, x, y, epochs=5, key=key, initial_epoch=2, opt_state=h.opt_state)
-    fresh, _ = _fit(part, x, y, epochs=5, key=key, initial_epoch=2)
+    same, _ = _fit(h.final_state, x, y, epochs=5, key=key)
+    opt = fb.optim.adam(0.02)
+    fresh, _ = _fit(attrs.evolve(h.final_state, opt_state=opt.init(part)), x, y, epochs=5, key=key)
     _assert_trees_equal(same, whole)
     assert not np.array_equal(fb.tree.leaves(fresh)[0], fb.tree.leaves(whole)[0])
 

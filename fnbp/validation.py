@@ -1,0 +1,304 @@
+"""Checks of arguments and arrays: the one place fnbp's errors are raised from.
+
+Every message names the function or class, the parameter, what was expected
+and what was got: ``Dropout: rate must be a real number in [0, 1], got 'a'``.
+The exception types follow one rule (see :mod:`fnbp.errors`): values ->
+``ValueError``, shapes -> :class:`~fnbp.ShapeError`, dtypes ->
+:class:`~fnbp.DTypeError`, trees and states -> :class:`~fnbp.StructureError`.
+
+**The dtype policy.** fnbp computes in float32 and float64, and keeps each:
+nothing is promoted behind your back.
+
+* Parameters are float32 or float64 arrays; a record refuses anything else.
+* A layer with parameters casts its input, once, to its parameters' dtype:
+  booleans and integers (a truth table) and floats of another precision.
+* Everywhere else (activations, losses, optimizers, tree arithmetic) arrays
+  must be float32 or float64; booleans and integers are taken as float64.
+* float16, long double, complex, strings, objects and datetimes are refused
+  with a :class:`~fnbp.DTypeError` that names them: float16 overflows ``exp``
+  at 11 and loses the digits the gradients need; cast to float32 first.
+
+Hyperparameters of records are checked by the converters made here
+(:func:`real`, :func:`integer`, :func:`choice`): a record class declares a
+field ``rate: float = static(converter=real(low=0.0, high=1.0))``, and the
+converter knows the class and the field it serves.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import reprlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .errors import DTypeError, ShapeError, StructureError
+
+__all__ = [
+    "FLOATS",
+    "fail",
+    "check_real",
+    "check_int",
+    "check_bool",
+    "check_choice",
+    "check_callable",
+    "check_sequence",
+    "float_dtype",
+    "real",
+    "integer",
+    "choice",
+    "boolean",
+    "floating",
+    "numeric",
+    "check_shape",
+    "check_params",
+    "check_structure",
+    "check_size",
+    "MAX_ELEMENTS",
+]
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+"""The dtypes fnbp computes in."""
+
+MAX_ELEMENTS = 2**31
+"""Arrays fnbp is asked to allocate from a hyperparameter (a padding, a number of
+classes) larger than this many elements are refused before allocating."""
+
+
+def _show(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def fail(owner: str, name: str, expected: str, value: Any) -> ValueError:
+    """The ValueError for ``owner``'s parameter ``name``: ``expected``, got ``value``."""
+    return ValueError(f"{owner}: {name} must be {expected}, got {_show(value)}")
+
+
+# --------------------------------------------------------------------------- plain values
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if low == -math.inf and high == math.inf:
+        return ""
+    if high == math.inf:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if low == -math.inf:
+        return f" {'<' if high_open else '<='} {high:g}"
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return f" in {left}{low:g}, {high:g}{right}"
+
+
+def check_real(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite Python float within the bounds, else a ValueError.
+
+    Booleans, strings and arrays of more than one element are refused; NaN and
+    inf always are.
+    """
+    expected = "a finite real number" + _interval(low, high, low_open, high_open)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | np.ndarray):
+        raise fail(owner, name, expected, value)
+    if isinstance(value, np.ndarray) and (value.shape != () or value.dtype.kind not in "iuf"):
+        raise fail(owner, name, expected, value)
+    v = float(value)
+    above = v > low if low_open else v >= low
+    below = v < high if high_open else v <= high
+    if not (math.isfinite(v) and above and below):
+        raise fail(owner, name, expected, value)
+    return v
+
+
+def check_int(
+    owner: str, name: str, value: Any, *, low: int | None = None, high: int | None = None
+) -> int:
+    """``value`` as a Python int within ``[low, high]``, else a ValueError (bools refused)."""
+    bounds = (
+        f" >= {low}"
+        if high is None and low is not None
+        else (f" in [{low}, {high}]" if low is not None else "")
+    )
+    expected = "an integer" + bounds
+    if isinstance(value, bool | np.bool_):
+        raise fail(owner, name, expected, value)
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise fail(owner, name, expected, value) from None
+    if (low is not None and i < low) or (high is not None and i > high):
+        raise fail(owner, name, expected, value)
+    return int(i)
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """``value`` as a bool if it is one (a numpy bool, a 0-d bool array), else a ValueError."""
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype == np.bool_:
+        return bool(value)
+    if not isinstance(value, bool | np.bool_):
+        raise fail(owner, name, "True or False", value)
+    return bool(value)
+
+
+def check_choice(owner: str, name: str, value: Any, options: Iterable[str]) -> str:
+    """``value`` if it is one of the strings ``options``, else a ValueError listing them."""
+    options = tuple(options)
+    if not isinstance(value, str) or value not in options:
+        raise fail(owner, name, "one of " + ", ".join(map(repr, options)), value)
+    return value
+
+
+def check_callable(owner: str, name: str, value: Any, what: str = "a function") -> Any:
+    """``value`` if callable, else a ValueError."""
+    if not callable(value):
+        raise fail(owner, name, what, value)
+    return value
+
+
+def check_sequence(owner: str, name: str, value: Any, what: str) -> tuple:
+    """``value`` as a tuple if it is a list or tuple, else a ValueError (a string or a
+    lone function are refused: they would be iterated letter by letter, or not at all)."""
+    if not isinstance(value, list | tuple):
+        raise fail(owner, name, f"a list or tuple of {what}", value)
+    return tuple(value)
+
+
+def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
+    """``value`` as float32 or float64, else a DTypeError."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype not in FLOATS:
+        raise DTypeError(f"{owner}: {name} must be float32 or float64, got {_show(value)}")
+    return dtype
+
+
+def check_size(owner: str, what: str, n: int) -> int:
+    """Refuse to allocate ``n`` elements when ``n`` exceeds :data:`MAX_ELEMENTS`."""
+    if n > MAX_ELEMENTS:
+        raise ValueError(
+            f"{owner}: {what} would need {n:,} elements (over {MAX_ELEMENTS:,}); "
+            "refusing to allocate it"
+        )
+    return n
+
+
+# --------------------------------------------------------------------------- field converters
+
+
+def _converter(check: Callable[[str, str, Any], Any]) -> attrs.Converter:
+    def convert(value: Any, record: Any, field: attrs.Attribute) -> Any:
+        return check(type(record).__name__, field.name, value)
+
+    return attrs.Converter(convert, takes_self=True, takes_field=True)
+
+
+def real(
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> attrs.Converter:
+    """A field converter: a finite float within the bounds (see :func:`check_real`)."""
+    return _converter(
+        lambda owner, name, v: check_real(
+            owner, name, v, low=low, high=high, low_open=low_open, high_open=high_open
+        )
+    )
+
+
+def integer(*, low: int | None = None, high: int | None = None) -> attrs.Converter:
+    """A field converter: an int within ``[low, high]`` (see :func:`check_int`)."""
+    return _converter(lambda owner, name, v: check_int(owner, name, v, low=low, high=high))
+
+
+def choice(*options: str) -> attrs.Converter:
+    """A field converter: one of the strings ``options``."""
+    return _converter(lambda owner, name, v: check_choice(owner, name, v, options))
+
+
+def boolean() -> attrs.Converter:
+    """A field converter: a bool."""
+    return _converter(check_bool)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _refused(dtype: np.dtype) -> str:
+    if dtype == np.float16:
+        return "float16 (too narrow: exp overflows at 11; cast to float32)"
+    if dtype.kind == "f":
+        return f"{dtype} (use float32 or float64)"
+    if dtype.kind == "c":
+        return f"{dtype} (complex numbers are not supported)"
+    return f"dtype {dtype}"
+
+
+def numeric(x: Any, owner: str, name: str = "input") -> np.ndarray:
+    """``x`` as a real numeric array (bool, integer, float32, float64), else a DTypeError.
+
+    Lists are data here: ``np.asarray`` turns them into one array.
+    """
+    if type(x) is np.ndarray:
+        a = x
+    else:
+        try:
+            a = np.asarray(x)
+        except ValueError:
+            raise ShapeError(
+                f"{owner}: {name} is not one array (rows of different lengths?); "
+                "several inputs go in a tuple or dict of arrays"
+            ) from None
+    kind = a.dtype.kind
+    if kind in "biu" or a.dtype in FLOATS:
+        return a
+    raise DTypeError(
+        f"{owner}: {name} must be numeric (bool, integer, float32 or float64), "
+        f"got {_refused(a.dtype)}"
+    )
+
+
+def floating(x: Any, owner: str, name: str = "input") -> np.ndarray:
+    """``x`` as float32 or float64: itself if it is one, booleans and integers as
+    float64, anything else a DTypeError naming ``owner``."""
+    a = numeric(x, owner, name)
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:
+    """The one float dtype (float32 or float64) of a layer's parameter arrays, else a
+    DTypeError naming them: a record may hold booleans (as a mask tree), a
+    computing layer may not."""
+    dtypes = {a.dtype for a in arrays.values()}
+    if len(dtypes) != 1 or not dtypes <= set(FLOATS):
+        got = ", ".join(f"{name} {a.dtype}" for name, a in arrays.items())
+        raise DTypeError(f"{owner} needs parameters of one dtype, float32 or float64; got {got}")
+    return dtypes.pop()
+
+
+def check_shape(owner: str, name: str, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    """A ShapeError unless ``got == expected``."""
+    if tuple(got) != tuple(expected):
+        raise ShapeError(f"{owner}: {name} must have shape {tuple(expected)}, got {tuple(got)}")
+
+
+def check_structure(owner: str, state: Any, cls: type, what: str) -> Any:
+    """``state`` if it is a ``cls``, else a StructureError saying where to get one."""
+    if not isinstance(state, cls):
+        raise StructureError(
+            f"{owner}: expected {what} (a {cls.__name__}), got {type(state).__name__}"
+        )
+    return state
