@@ -1,0 +1,162 @@
+"""The layer contract, as one table: every layer fnbp has is a row of ``CASES``.
+
+A row says how to build the layer in a given dtype and how to draw an input
+for it; ``tests/test_contract.py`` runs every check on every row:
+
+* the backward pass against central finite differences, in float64, for every
+  floating-point leaf of the input and every parameter leaf;
+* ``vjp`` and ``backward`` give the same bits; ``need_g_x=False`` gives ``None``
+  and the same parameter gradients;
+* float32 stays float32 and float64 stays float64 (output, ``g_x``, grads);
+* read-only inputs, params and states are never written;
+* no floating-point signal at inputs of +-1000 under ``np.errstate(all="raise")``;
+* training mode: layers that do not depend on it compute the same in training;
+  those that do (Dropout, BatchNorm) are checked in both modes;
+* a checkpoint round trip gives the same layer, bit for bit.
+
+Adding a layer to fnbp means adding a row here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+import fnbp as fb
+
+Tree = Any
+
+
+@attrs.frozen
+class Case:
+    """One row: ``layer(dtype)`` builds the layer, ``x(rng, dtype)`` draws an input.
+
+    * ``mode``: ``"plain"`` (the same in training), ``"key"`` (training needs a
+      key: Dropout), ``"state"`` (keeps a state: BatchNorm);
+    * ``smooth``: whether finite differences apply everywhere (ReLU's kink,
+      max pooling's ties: the input generator keeps away from them);
+    * ``extreme``: whether inputs of +-1000 are meaningful (not for integer ids).
+    """
+
+    name: str
+    layer: Callable[[np.dtype], Any]
+    x: Callable[[np.random.Generator, np.dtype], Tree]
+    mode: str = "plain"
+    extreme: bool = True
+
+
+def uniform(*shape: int, away: float = 0.0) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """Inputs uniform on [-1, 1), with ``|x| >= away`` to keep off kinks at 0."""
+
+    def draw(rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+        a = rng.uniform(-1.0, 1.0, shape)
+        if away:
+            a = np.sign(a) * (away + np.abs(a))
+        return a.astype(dtype)
+
+    return draw
+
+
+def distinct(*shape: int) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """Inputs whose values are all different by at least 1e-2: no ties in a max."""
+
+    def draw(rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+        n = int(np.prod(shape))
+        return (rng.permutation(n).reshape(shape) / n * 2.0 - 1.0).astype(dtype)
+
+    return draw
+
+
+def ids(n: int, *shape: int) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    return lambda rng, dtype: rng.integers(0, n, shape)
+
+
+def _key(seed: int) -> fb.random.Key:
+    return fb.random.key(seed)
+
+
+def dense(n_in: int, n_out: int, seed: int = 0) -> Callable[[np.dtype], Any]:
+    return lambda dtype: fb.Dense.init(_key(seed), n_in, n_out, dtype=dtype)
+
+
+def _bias(layer: Any, seed: int) -> Any:
+    """``layer`` with a random bias (fresh layers have b = 0, which hides bias mistakes)."""
+    b = fb.random.normal(_key(seed + 100), layer.b.shape, dtype=layer.b.dtype)
+    return attrs.evolve(layer, b=b * 0.1)
+
+
+def _affine(cls: type, n: int) -> Callable[[np.dtype], Any]:
+    def build(dtype: np.dtype) -> Any:
+        layer = cls.init(n, dtype=dtype)
+        gamma = 1.0 + 0.5 * fb.random.normal(_key(3), (n,), dtype=dtype)
+        beta = 0.5 * fb.random.normal(_key(4), (n,), dtype=dtype)
+        return attrs.evolve(layer, gamma=gamma, beta=beta)
+
+    return build
+
+
+def _mlp(dtype: np.dtype) -> Any:
+    return fb.mlp(_key(5), [3, 6, 2], hidden=fb.Tanh(), dtype=dtype)
+
+
+def _residual(dtype: np.dtype) -> Any:
+    return fb.Residual(fb.Serial((dense(4, 5, 1)(dtype), fb.Tanh(), dense(5, 4, 2)(dtype))))
+
+
+def _parallel(combine: str) -> Callable[[np.dtype], Any]:
+    def build(dtype: np.dtype) -> Any:
+        branches = (dense(3, 2, 1)(dtype), fb.Serial((dense(3, 2, 2)(dtype), fb.Tanh())))
+        return fb.Parallel(branches, combine=combine)
+
+    return build
+
+
+def _conv(cls: type, *args: Any, seed: int = 6, **kw: Any) -> Callable[[np.dtype], Any]:
+    return lambda dtype: _bias(cls.init(_key(seed), *args, dtype=dtype, **kw), seed)
+
+
+def _embedding(dtype: np.dtype) -> Any:
+    return fb.Embedding.init(_key(7), 5, 3, dtype=dtype)
+
+
+CASES: list[Case] = [
+    Case("Dense", lambda dt: _bias(dense(3, 4)(dt), 0), uniform(5, 3)),
+    Case("Dense(N,T,F)", lambda dt: _bias(dense(3, 2)(dt), 0), uniform(2, 4, 3)),
+    Case("Identity", lambda dt: fb.Identity(), uniform(4, 3)),
+    Case("Sigmoid", lambda dt: fb.Sigmoid(), uniform(4, 3)),
+    Case("Tanh", lambda dt: fb.Tanh(), uniform(4, 3)),
+    Case("ReLU", lambda dt: fb.ReLU(), uniform(4, 3, away=0.05)),
+    Case("LeakyReLU", lambda dt: fb.LeakyReLU(0.2), uniform(4, 3, away=0.05)),
+    Case("Softplus", lambda dt: fb.Softplus(), uniform(4, 3)),
+    Case("Softmax", lambda dt: fb.Softmax(), uniform(4, 3)),
+    Case("LogSoftmax", lambda dt: fb.LogSoftmax(), uniform(4, 3)),
+    Case("GELU", lambda dt: fb.GELU(), uniform(4, 3)),
+    Case("GELU(tanh)", lambda dt: fb.GELU(approximate="tanh"), uniform(4, 3)),
+    Case("ELU", lambda dt: fb.ELU(0.7), uniform(4, 3, away=0.05)),
+    Case("SiLU", lambda dt: fb.SiLU(), uniform(4, 3)),
+    Case("Flatten", lambda dt: fb.Flatten(), uniform(2, 3, 4)),
+    Case("Conv1D", _conv(fb.Conv1D, 2, 3, 3), uniform(2, 6, 2)),
+    Case(
+        "Conv1D(same,stride)", _conv(fb.Conv1D, 1, 2, 3, stride=2, padding="same"), uniform(2, 7, 1)
+    ),
+    Case("Conv2D", _conv(fb.Conv2D, 2, 3, 2), uniform(2, 4, 5, 2)),
+    Case("Conv2D(same)", _conv(fb.Conv2D, 1, 2, 3, padding="same"), uniform(1, 4, 4, 1)),
+    Case("MaxPool1D", lambda dt: fb.MaxPool1D(2), distinct(2, 6, 2)),
+    Case("MaxPool2D(same)", lambda dt: fb.MaxPool2D(2, padding="same"), distinct(1, 5, 5, 2)),
+    Case("AvgPool1D", lambda dt: fb.AvgPool1D(3, stride=1), uniform(2, 6, 2)),
+    Case("AvgPool2D", lambda dt: fb.AvgPool2D(2), uniform(2, 4, 4, 2)),
+    Case("GlobalAvgPool", lambda dt: fb.GlobalAvgPool(), uniform(2, 3, 3, 2)),
+    Case("LayerNorm", _affine(fb.LayerNorm, 4), uniform(3, 4)),
+    Case("LayerNorm(N,T,C)", _affine(fb.LayerNorm, 3), uniform(2, 2, 3)),
+    Case("BatchNorm", _affine(fb.BatchNorm, 3), uniform(6, 3), mode="state"),
+    Case("BatchNorm(NHWC)", _affine(fb.BatchNorm, 2), uniform(2, 2, 3, 2), mode="state"),
+    Case("Dropout", lambda dt: fb.Dropout(0.4), uniform(5, 4), mode="key"),
+    Case("Embedding", _embedding, ids(5, 4, 2), extreme=False),
+    Case("Serial(mlp)", _mlp, uniform(4, 3)),
+    Case("Residual", _residual, uniform(3, 4)),
+    Case("Parallel(concat)", _parallel("concat"), uniform(3, 3)),
+    Case("Parallel(sum)", _parallel("sum"), uniform(3, 3)),
+]
