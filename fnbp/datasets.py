@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import random
+from .errors import DTypeError
+from .validation import check_int, check_real, check_size, fail, float_dtype
 
 __all__ = [
     "and_gate",
@@ -48,56 +49,15 @@ _GATE_INPUTS = ((1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.0, 0.0))
 # --------------------------------------------------------------------------- validation
 
 
-def _count(value: object, what: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools refused)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be an integer, got bool {value!r}")
-    try:
-        i = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
-    if i < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {i}")
-    return i
-
-
-def _real(value: object, what: str) -> float:
-    """``value`` as a finite Python float (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
-    f = float(value)
-    if not math.isfinite(f):
-        raise ValueError(f"{what} must be finite, got {f}")
-    return f
-
-
-def _nonneg(value: object, what: str) -> float:
-    f = _real(value, what)
-    if f < 0:
-        raise ValueError(f"{what} must be >= 0, got {f}")
-    return f
-
-
-def _interval(pair: object, what: str) -> tuple[float, float]:
+def _interval(owner: str, pair: object, what: str) -> tuple[float, float]:
     """A ``(low, high)`` pair of finite floats with ``low < high``."""
-    try:
-        low, high = pair  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a pair (low, high), got {pair!r}") from None
-    low, high = _real(low, f"{what}[0]"), _real(high, f"{what}[1]")
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise fail(owner, what, "a pair (low, high)", pair)
+    first, second = pair
+    low, high = check_real(owner, f"{what}[0]", first), check_real(owner, f"{what}[1]", second)
     if not low < high:
-        raise ValueError(f"{what} must have low < high, got ({low}, {high})")
+        raise fail(owner, what, "a pair with low < high", pair)
     return low, high
-
-
-def _float_dtype(dtype: DTypeLike) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}") from None
-    if dt.kind != "f":
-        raise TypeError(f"dtype must be a floating-point dtype such as float32, got {dt}")
-    return dt
 
 
 # --------------------------------------------------------------------------- helpers
@@ -126,7 +86,7 @@ def _shuffled(
 
 
 def _gate(outputs: tuple[float, ...], dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:
-    dt = _float_dtype(dtype)
+    dt = float_dtype("datasets", dtype)
     return np.array(_GATE_INPUTS, dtype=dt), np.array(outputs, dtype=dt).reshape(4, 1)
 
 
@@ -176,7 +136,11 @@ def and_float(
     >>> x.shape, y.shape, bool((y == ((x > 0.5).all(axis=1, keepdims=True))).all())
     ((100, 2), (100, 1), True)
     """
-    n, noise, dt = _count(n, "n"), _nonneg(noise, "noise"), _float_dtype(dtype)
+    n, noise, dt = (
+        check_int("and_float", "n", n, low=1),
+        check_real("and_float", "noise", noise, low=0.0),
+        float_dtype("and_float", dtype),
+    )
     k_x, k_noise = random.split(key)
     x = random.uniform(k_x, (n, 2))
     y = (x > 0.5).all(axis=1, keepdims=True).astype(dt)
@@ -204,7 +168,11 @@ def two_moons(
     >>> x.shape, x.dtype, labels.dtype, int((labels == 0).sum()), int((labels == 1).sum())
     ((101, 2), dtype('float64'), dtype('int64'), 50, 51)
     """
-    n, noise, dt = _count(n, "n"), _nonneg(noise, "noise"), _float_dtype(dtype)
+    n, noise, dt = (
+        check_int("two_moons", "n", n, low=1),
+        check_real("two_moons", "noise", noise, low=0.0),
+        float_dtype("two_moons", dtype),
+    )
     k_noise, k_perm = random.split(key)
     sizes = np.array([n // 2, n - n // 2])
     t_out, t_in = np.linspace(0, np.pi, sizes[0]), np.linspace(0, np.pi, sizes[1])
@@ -238,9 +206,12 @@ def spirals(
     >>> x.shape, labels.dtype, sorted(set(labels.tolist()))
     ((300, 2), dtype('int64'), [0, 1, 2])
     """
-    n, n_classes = _count(n, "n"), _count(n_classes, "n_classes")
-    noise, dt = _nonneg(noise, "noise"), _float_dtype(dtype)
-    turns = _real(turns, "turns")
+    n, n_classes = (
+        check_int("spirals", "n", n, low=1),
+        check_int("spirals", "n_classes", n_classes, low=1),
+    )
+    noise, dt = check_real("spirals", "noise", noise, low=0.0), float_dtype("spirals", dtype)
+    turns = check_real("spirals", "turns", turns)
     if turns <= 0:
         raise ValueError(f"turns must be > 0, got {turns}")
     k_r, k_noise, k_perm = random.split(key, 3)
@@ -257,15 +228,15 @@ def _centers(
 ) -> np.ndarray:
     """The (k, d) centre array: given, or ``k`` drawn uniformly in ``box``^d."""
     if isinstance(centers, numbers.Integral) and not isinstance(centers, (bool, np.bool_)):
-        d = 2 if n_features is None else _count(n_features, "n_features")
-        low, high = _interval(box, "box")
-        return random.uniform(key, (_count(centers, "centers"), d), low, high)
+        d = 2 if n_features is None else check_int("blobs", "n_features", n_features, low=1)
+        low, high = _interval("blobs", box, "box")
+        return random.uniform(key, (check_int("blobs", "centers", centers, low=1), d), low, high)
     c = np.array(centers, dtype=np.float64)
     if c.ndim != 2 or c.size == 0:
         raise ValueError(
             f"centers must be a count or a non-empty (k, d) array, got shape {c.shape}"
         )
-    if n_features is not None and _count(n_features, "n_features") != c.shape[1]:
+    if n_features is not None and check_int("blobs", "n_features", n_features, low=1) != c.shape[1]:
         raise ValueError(f"n_features={n_features} but centers has shape {c.shape}")
     if not np.isfinite(c).all():
         raise ValueError("centers must be finite")
@@ -275,7 +246,7 @@ def _centers(
 def _stds(std: float | ArrayLike, k: int) -> np.ndarray:
     """One standard deviation per centre, all finite and >= 0."""
     if np.ndim(std) == 0:
-        return np.full(k, _nonneg(std, "std"))
+        return np.full(k, check_real("blobs", "std", std, low=0.0))
     s = np.array(std, dtype=np.float64)
     if s.shape != (k,):
         raise ValueError(f"std must be a number or one per centre, shape ({k},); got {s.shape}")
@@ -308,7 +279,7 @@ def blobs(
     >>> x.shape, [int((labels == c).sum()) for c in (0, 1)]
     ((90, 2), [45, 45])
     """
-    n, dt = _count(n, "n"), _float_dtype(dtype)
+    n, dt = check_int("blobs", "n", n, low=1), float_dtype("blobs", dtype)
     k_centers, k_noise, k_perm = random.split(key, 3)
     c = _centers(k_centers, centers, n_features, box)
     s = _stds(std, len(c))
@@ -341,8 +312,12 @@ def regression_1d(
     >>> x.shape, y.shape, bool((y == np.sin(x)).all())
     ((50, 1), (50, 1), True)
     """
-    n, noise, dt = _count(n, "n"), _nonneg(noise, "noise"), _float_dtype(dtype)
-    low, high = _interval(x_range, "x_range")
+    n, noise, dt = (
+        check_int("regression_1d", "n", n, low=1),
+        check_real("regression_1d", "noise", noise, low=0.0),
+        float_dtype("regression_1d", dtype),
+    )
+    low, high = _interval("regression_1d", x_range, "x_range")
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     k_x, k_noise = random.split(key)
@@ -388,7 +363,7 @@ def train_test_split(
     """
     if not arrays:
         raise TypeError("train_test_split needs at least one array")
-    test_fraction = _real(test_fraction, "test_fraction")
+    test_fraction = check_real("train_test_split", "test_fraction", test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     arrs = [np.asarray(a) for a in arrays]
@@ -416,9 +391,9 @@ def one_hot(
     >>> one_hot([0, 2, 1]).tolist()
     [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
-    lab, dt = np.asarray(labels), _float_dtype(dtype)
+    lab, dt = np.asarray(labels), float_dtype("one_hot", dtype)
     if lab.dtype.kind not in "iu":
-        raise TypeError(
+        raise DTypeError(
             f"one_hot needs integer labels, got dtype {lab.dtype}; "
             "convert whole-number labels with labels.astype(np.int64)"
         )
@@ -427,10 +402,11 @@ def one_hot(
             raise ValueError("cannot infer n_classes from empty labels; pass n_classes")
         k = max(int(lab.max()) + 1, 1)
     else:
-        k = _count(n_classes, "n_classes")
+        k = check_int("one_hot", "n_classes", n_classes, low=1)
     bad = lab[(lab < 0) | (lab >= k)]
     if bad.size:
         raise ValueError(
             f"label {bad.flat[0]} is out of range for n_classes={k}: labels must lie in [0, {k})"
         )
+    check_size("one_hot", f"a one-hot array of {lab.size} labels x {k} classes", lab.size * k)
     return (lab[..., None] == np.arange(k)).astype(dt)

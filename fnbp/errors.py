@@ -58,9 +58,13 @@ class ModeError(StructureError):
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a NaN or inf; ``params`` holds the last good params."""
+    """Training produced a NaN or inf; ``params`` holds the last good params,
+    ``train_state`` (from ``fit``) the whole last good TrainState, ``info`` where."""
 
-    def __init__(self, message: str, params: object = None, **info: object) -> None:
+    def __init__(
+        self, message: str, params: object = None, train_state: object = None, **info: object
+    ) -> None:
         super().__init__(message)
         self.params = params
+        self.train_state = train_state
         self.info = info

@@ -259,24 +259,24 @@ def _epoch_batches(run: _Run, x: Any, y: Any, epoch: int) -> Iterator[tuple[Any,
             )
         return
     key = None if run.key is None else random.fold_in(run.key, epoch)
-    for idx in batches(key, _length(x, "fit"), run.batch_size, drop_last=run.drop_last):
+    batch_size = run.batch_size if run.batch_size is not None else 1  # set whenever x is given
+    for idx in batches(key, _length(x, "fit"), batch_size, drop_last=run.drop_last):
         yield _take(x, idx), y[idx]
 
 
 def _diverged(epoch: int, step: int, what: str, good: TrainState) -> DivergenceError:
     """The error for a non-finite ``what`` at ``step`` of ``epoch``; ``good`` is the last
     state whose loss was finite."""
-    error = DivergenceError(
+    return DivergenceError(
         f"training diverged at epoch {epoch}, step {step}: {what} is not finite. Try a "
         "smaller learning rate (10x), gradient clipping (fb.optim.clip_by_global_norm), or "
         "check the data for NaN/inf. The last good params are in this error's .params (and "
         "its whole TrainState in .train_state).",
         good.params,
+        good,
         epoch=epoch,
         step=step,
     )
-    error.train_state = good
-    return error
 
 
 class _Loop:

@@ -18,11 +18,13 @@ True
 
 from __future__ import annotations
 
-import operator
+from typing import Any
 
 import attrs
 import numpy as np
 from numpy.typing import DTypeLike
+
+from .validation import check_int, fail, float_dtype
 
 __all__ = ["Key", "key", "split", "fold_in", "generator", "normal", "uniform", "permutation"]
 
@@ -38,33 +40,21 @@ class Key:
         return f"Key(seed={self.seed}, path={self.path})"
 
 
-def _index(value: object, what: str) -> int:
-    try:
-        i = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
-    if i < 0:
-        raise ValueError(f"{what} must be >= 0, got {i}")
-    return i
-
-
-def _check_key(k: object) -> Key:
+def _check_key(k: Any, owner: str) -> Key:
     if not isinstance(k, Key):
-        raise TypeError(
-            f"expected an fnbp key (made by fb.random.key(seed)), got {type(k).__name__}"
-        )
+        raise fail(owner, "key", "an fnbp key (made by fb.random.key(seed))", k)
     return k
 
 
 def key(seed: int) -> Key:
     """Make the root key for a non-negative integer ``seed``."""
-    return Key(_index(seed, "seed"))
+    return Key(check_int("random.key", "seed", seed, low=0))
 
 
 def split(key: Key, n: int = 2) -> tuple[Key, ...]:
     """Derive ``n`` new independent keys from ``key``; ``key`` itself is unchanged."""
-    k = _check_key(key)
-    n = _index(n, "n")
+    k = _check_key(key, "random.split")
+    n = check_int("random.split", "n", n, low=0)
     return tuple(Key(k.seed, (*k.path, i)) for i in range(n))
 
 
@@ -73,8 +63,8 @@ def fold_in(key: Key, data: int) -> Key:
 
     ``fold_in(key, i)`` equals ``split(key, n)[i]`` for any ``n > i``.
     """
-    k = _check_key(key)
-    return Key(k.seed, (*k.path, _index(data, "data")))
+    k = _check_key(key, "random.fold_in")
+    return Key(k.seed, (*k.path, check_int("random.fold_in", "data", data, low=0)))
 
 
 def generator(key: Key) -> np.random.Generator:
@@ -83,14 +73,15 @@ def generator(key: Key) -> np.random.Generator:
     Each call returns a new Generator in the same initial state, so drawing
     from two generators of one key gives the same numbers.
     """
-    k = _check_key(key)
+    k = _check_key(key, "random.generator")
     seq = np.random.SeedSequence(k.seed, spawn_key=k.path)
     return np.random.Generator(np.random.PCG64(seq))
 
 
 def normal(key: Key, shape: tuple[int, ...], dtype: DTypeLike = np.float64) -> np.ndarray:
     """Standard normal samples of ``shape`` and ``dtype`` drawn from ``key``."""
-    return generator(key).standard_normal(shape, dtype=np.dtype(dtype))
+    dt: Any = float_dtype("random.normal", dtype)
+    return generator(key).standard_normal(shape, dtype=dt)
 
 
 def uniform(
@@ -101,7 +92,8 @@ def uniform(
     dtype: DTypeLike = np.float64,
 ) -> np.ndarray:
     """Uniform samples on ``[low, high)`` of ``shape`` and ``dtype`` from ``key``."""
-    u = generator(key).random(shape, dtype=np.dtype(dtype))
+    dt: Any = float_dtype("random.uniform", dtype)
+    u = generator(key).random(shape, dtype=dt)
     u *= high - low
     u += low
     return u
@@ -109,4 +101,4 @@ def uniform(
 
 def permutation(key: Key, n: int) -> np.ndarray:
     """A random permutation of ``range(n)`` drawn from ``key``."""
-    return generator(key).permutation(_index(n, "n"))
+    return generator(key).permutation(check_int("random.permutation", "n", n, low=0))

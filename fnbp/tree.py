@@ -27,7 +27,6 @@ Errors name the first path where two trees differ, e.g. ``layers[2].W``.
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -62,19 +61,26 @@ __all__ = [
 _CONTAINERS = (tuple, list, dict, type(None))
 
 
-@functools.cache
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_RECORDS: dict[type, bool] = {}
+
+
 def record_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(dynamic, static)``: the init field names of an attrs record class."""
-    dynamic, static = [], []
-    for f in attrs.fields(cls):
-        if f.init:
-            (static if f.metadata.get("static") else dynamic).append(f.name)
-    return tuple(dynamic), tuple(static)
+    """``(dynamic, static)``: the init field names of an attrs record class (cached)."""
+    if cls not in _FIELDS:
+        dynamic: list[str] = []
+        static: list[str] = []
+        for f in attrs.fields(cls):
+            if f.init:
+                (static if f.metadata.get("static") else dynamic).append(f.name)
+        _FIELDS[cls] = (tuple(dynamic), tuple(static))
+    return _FIELDS[cls]
 
 
-@functools.cache
 def _is_record(cls: type) -> bool:
-    return attrs.has(cls)
+    if cls not in _RECORDS:
+        _RECORDS[cls] = attrs.has(cls)
+    return _RECORDS[cls]
 
 
 def is_leaf(t: Any) -> bool:
@@ -293,8 +299,14 @@ def vdot(a: Any, b: Any) -> float:
 
     The trees must have one structure and leaf shapes.
     """
-    check, total = _same_shape("vdot"), []
-    _map(lambda x, y: (check(x, y), total.append(float(np.vdot(x, y)))), a, (b,))
+    check = _same_shape("vdot")
+    total: list[float] = []
+
+    def dot(x: Any, y: Any) -> None:
+        check(x, y)
+        total.append(float(np.vdot(x, y)))
+
+    _map(dot, a, (b,))
     return float(builtins.sum(total))
 
 

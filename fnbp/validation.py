@@ -50,6 +50,9 @@ __all__ = [
     "float_dtype",
     "real",
     "integer",
+    "check_ints",
+    "sizes",
+    "padding",
     "choice",
     "boolean",
     "floating",
@@ -177,10 +180,11 @@ def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
     """``value`` as float32 or float64, else a DTypeError."""
     try:
         dtype = np.dtype(value)
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
-    if dtype not in FLOATS:
-        raise DTypeError(f"{owner}: {name} must be float32 or float64, got {_show(value)}")
+    if dtype is None or dtype not in FLOATS:  # (None == float64 to numpy)
+        got = dtype.name if dtype is not None else _show(value)
+        raise DTypeError(f"{owner}: {name} must be float32 or float64, got {got}")
     return dtype
 
 
@@ -232,6 +236,61 @@ def choice(*options: str) -> attrs.Converter:
 def boolean() -> attrs.Converter:
     """A field converter: a bool."""
     return _converter(check_bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def check_ints(owner: str, name: str, value: Any, n: int, low: int = 1) -> tuple[int, ...]:
+    """An int or ``n`` ints, each ``>= low``, as a tuple of ``n`` ints (one per axis)."""
+    items = (value,) * n if _is_int(value) else value
+    ok = isinstance(items, tuple | list) and len(items) == n and all(map(_is_int, items))
+    if not ok or min(int(v) for v in items) < low:
+        raise fail(owner, name, f"an int >= {low} or {n} of them (one per axis)", value)
+    return tuple(int(v) for v in items)
+
+
+def sizes(n: int, *, low: int = 1, optional: bool = False) -> attrs.Converter:
+    """A field converter: an int or ``n`` ints ``>= low`` (or None when ``optional``)."""
+
+    def check(owner: str, name: str, value: Any) -> tuple[int, ...] | None:
+        if optional and value is None:
+            return None
+        return check_ints(owner, name, value, n, low)
+
+    return _converter(check)
+
+
+def _pair(item: Any) -> tuple[int, int] | None:
+    if _is_int(item):
+        return int(item), int(item)
+    if isinstance(item, tuple | list) and len(item) == 2 and all(map(_is_int, item)):
+        return int(item[0]), int(item[1])
+    return None
+
+
+def padding(n: int, *, numbers: bool = True) -> attrs.Converter:
+    """A field converter for a padding: ``"valid"`` or ``"same"`` (any case) and, with
+    ``numbers``, an int, ``n`` ints or ``n`` ``(before, after)`` pairs, each ``>= 0``."""
+
+    def check(owner: str, name: str, value: Any) -> str | tuple[tuple[int, int], ...]:
+        if isinstance(value, str) and value.lower() in ("valid", "same"):
+            return value.lower()
+        if not numbers:
+            raise fail(owner, name, "'valid' or 'same'", value)
+        items = [value] * n if _is_int(value) else value
+        pads = [_pair(v) for v in items] if isinstance(items, tuple | list) else []
+        if len(pads) != n or any(p is None or min(p) < 0 for p in pads):
+            raise fail(
+                owner,
+                name,
+                f"'valid', 'same', an int >= 0, {n} ints or {n} (before, after) pairs",
+                value,
+            )
+        return tuple(p for p in pads if p is not None)
+
+    return _converter(check)
 
 
 # --------------------------------------------------------------------------- arrays

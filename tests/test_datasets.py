@@ -83,13 +83,13 @@ def test_global_numpy_rng_untouched():
     ],
 )
 def test_n_must_be_positive(call):
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         call()
 
 
 @pytest.mark.parametrize("n", [2.5, True, "10", None])
 def test_n_must_be_an_integer(n):
-    with pytest.raises(TypeError, match="n must be an integer"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         ds.two_moons(KEY, n)
 
 
@@ -100,26 +100,26 @@ def test_numpy_integer_n_is_fine():
 
 @pytest.mark.parametrize("maker", [ds.two_moons, ds.spirals, ds.and_float, ds.regression_1d])
 def test_noise_validated(maker):
-    with pytest.raises(ValueError, match="noise must be >= 0"):
+    with pytest.raises(ValueError, match="noise must be a finite real number >= 0"):
         maker(KEY, 10, noise=-0.1)
-    with pytest.raises(ValueError, match="noise must be finite"):
+    with pytest.raises(ValueError, match="noise must be a finite real number"):
         maker(KEY, 10, noise=float("nan"))
-    with pytest.raises(TypeError, match="noise must be a real number"):
+    with pytest.raises(ValueError, match="noise must be a finite real number"):
         maker(KEY, 10, noise="0.1")
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex128, "not a dtype"])
 def test_dtype_must_be_float(dtype):
-    with pytest.raises(TypeError, match="floating-point dtype"):
+    with pytest.raises(fb.DTypeError, match="dtype must be float32 or float64"):
         ds.two_moons(KEY, 10, dtype=dtype)
-    with pytest.raises(TypeError, match="floating-point dtype"):
+    with pytest.raises(fb.DTypeError, match="dtype must be float32 or float64"):
         ds.and_gate(dtype)
-    with pytest.raises(TypeError, match="floating-point dtype"):
+    with pytest.raises(fb.DTypeError, match="dtype must be float32 or float64"):
         ds.one_hot([0, 1], dtype=dtype)
 
 
 def test_key_must_be_a_key():
-    with pytest.raises(TypeError, match="fnbp key"):
+    with pytest.raises(ValueError, match="fnbp key"):
         ds.two_moons(0, 10)
 
 
@@ -256,7 +256,7 @@ def test_spirals_single_class_and_bad_arguments():
     np.testing.assert_array_equal(labels, 0)
     with pytest.raises(ValueError, match="turns must be > 0"):
         ds.spirals(KEY, 10, turns=0)
-    with pytest.raises(ValueError, match="n_classes must be >= 1"):
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
         ds.spirals(KEY, 10, n_classes=0)
 
 
@@ -302,9 +302,9 @@ def test_blobs_zero_std_gives_the_centers_exactly():
         ({"centers": [0.0, 1.0]}, "centers must be"),
         ({"centers": np.zeros((0, 2))}, "centers must be"),
         ({"centers": [[0, np.inf]]}, "finite"),
-        ({"centers": 0}, "centers must be >= 1"),
+        ({"centers": 0}, "centers must be an integer >= 1"),
         ({"centers": 2, "std": [1.0, 1.0, 1.0]}, "one per centre"),
-        ({"std": -1.0}, "std must be >= 0"),
+        ({"std": -1.0}, "std must be a finite real number >= 0"),
         ({"centers": 2, "std": [1.0, -1.0]}, "std must be finite and >= 0"),
         ({"box": (1.0, 1.0)}, "low < high"),
     ],
@@ -345,7 +345,7 @@ def test_regression_bad_arguments():
         ds.regression_1d(KEY, 10, fn=3.0)
     with pytest.raises(ValueError, match="low < high"):
         ds.regression_1d(KEY, 10, x_range=(3, -3))
-    with pytest.raises(TypeError, match="pair"):
+    with pytest.raises(ValueError, match="pair"):
         ds.regression_1d(KEY, 10, x_range=3)
 
 
@@ -411,7 +411,7 @@ def test_split_errors():
     for bad in (0.0, 1.0, -0.5, 1.5):
         with pytest.raises(ValueError, match="strictly between 0 and 1"):
             ds.train_test_split(KEY, np.arange(10), test_fraction=bad)
-    with pytest.raises(TypeError, match="test_fraction must be a real number"):
+    with pytest.raises(ValueError, match="test_fraction must be a finite real number"):
         ds.train_test_split(KEY, np.arange(10), test_fraction="0.2")
     with pytest.raises(ValueError, match="leaves no training rows"):
         ds.train_test_split(KEY, np.arange(3), test_fraction=0.9)
@@ -448,7 +448,7 @@ def test_one_hot_of_generated_labels():
 
 @pytest.mark.parametrize("labels", [np.array([0.0, 1.0]), [0.5], np.array([True, False])])
 def test_one_hot_rejects_non_integer_labels(labels):
-    with pytest.raises(TypeError, match="integer labels"):
+    with pytest.raises(fb.DTypeError, match="integer labels"):
         ds.one_hot(labels)
 
 
@@ -466,9 +466,9 @@ def test_one_hot_rejects_bad_labels(labels, n_classes, match):
 
 
 def test_one_hot_bad_n_classes_and_empty():
-    with pytest.raises(ValueError, match="n_classes must be >= 1"):
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
         ds.one_hot([0], n_classes=0)
-    with pytest.raises(TypeError, match="n_classes must be an integer"):
+    with pytest.raises(ValueError, match="n_classes must be an integer"):
         ds.one_hot([0], n_classes=2.0)
     with pytest.raises(ValueError, match="empty labels"):
         ds.one_hot(np.array([], dtype=np.int64))

@@ -97,7 +97,7 @@ def test_negative_seed_raises(bad):
 
 @pytest.mark.parametrize("bad", [1.5, 2.0, "3", None])
 def test_non_integer_seed_raises(bad):
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(ValueError, match="seed must be an integer"):
         fb.random.key(bad)
 
 
@@ -105,7 +105,7 @@ def test_split_bad_n_raises():
     k = fb.random.key(0)
     with pytest.raises(ValueError):
         fb.random.split(k, -1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="must be an integer"):
         fb.random.split(k, 2.0)
 
 
@@ -113,7 +113,7 @@ def test_fold_in_bad_data_raises():
     k = fb.random.key(0)
     with pytest.raises(ValueError):
         fb.random.fold_in(k, -3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="must be an integer"):
         fb.random.fold_in(k, 0.5)
 
 
@@ -121,7 +121,7 @@ def test_fold_in_bad_data_raises():
     "fn", [fb.random.split, fb.random.generator, lambda k: fb.random.fold_in(k, 0)]
 )
 def test_functions_reject_non_keys(fn):
-    with pytest.raises(TypeError, match=r"fb\.random\.key"):
+    with pytest.raises(ValueError, match=r"must be an fnbp key \(made by fb\.random\.key"):
         fn(0)
 
 

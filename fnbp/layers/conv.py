@@ -59,61 +59,6 @@ Padding = str | Pads
 _AXES = {1: "L", 2: "H, W"}
 _KERNEL_AXES = {1: "kw", 2: "kh, kw"}
 
-# ----------------------------------------------------------------------------- hyperparameters
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def ints(n: int, name: str, minimum: int = 1) -> Callable[[Any], tuple[int, ...]]:
-    """A converter: an int or ``n`` ints ``>= minimum`` to a tuple of ``n`` ints."""
-
-    def convert(value: Any) -> tuple[int, ...]:
-        items = (value,) * n if _is_int(value) else value
-        try:
-            out = tuple(int(v) for v in items if _is_int(v))
-            ok = len(out) == len(items) == n and min(out) >= minimum
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"{name} must be an int >= {minimum} or {n} of them, got {value!r}")
-        return out
-
-    return convert
-
-
-def _pair(item: Any) -> tuple[int, int]:
-    if _is_int(item):
-        return int(item), int(item)
-    before, after = item  # ValueError/TypeError when not a pair
-    if not (_is_int(before) and _is_int(after)):
-        raise TypeError
-    return int(before), int(after)
-
-
-def conv_padding(n: int) -> Callable[[Any], Padding]:
-    """A converter: ``"valid"``, ``"same"``, an int, ``n`` ints or ``n`` (before, after) pairs."""
-
-    def convert(value: Any) -> Padding:
-        if isinstance(value, str):
-            if value.lower() in ("valid", "same"):
-                return value.lower()
-        else:
-            try:
-                pads = (_pair(value),) * n if _is_int(value) else tuple(map(_pair, value))
-                if len(pads) == n and min(min(p) for p in pads) >= 0:
-                    return pads
-            except (TypeError, ValueError):
-                pass
-        raise ValueError(
-            f"padding must be 'valid', 'same', an int >= 0, {n} ints or {n} (before, after) "
-            f"pairs (one per spatial axis), got {value!r}"
-        )
-
-    return convert
-
-
 # ----------------------------------------------------------------------------- geometry
 
 
@@ -129,6 +74,7 @@ def resolve_pads(
             total = max((-(-n // s) - 1) * s + k - n, 0)
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
+    assert not isinstance(padding, str), padding  # noqa: S101 - converters allow no other string
     return padding
 
 
@@ -150,6 +96,7 @@ def geometry(
             f"least {least}, got input of shape {x_shape} (use padding='same' or a smaller window)"
         )
     out = tuple((p - k) // s + 1 for p, k, s in zip(padded, kernel, stride, strict=True))
+    validation.check_size(name, "the padded input", x_shape[0] * math.prod(padded) * x_shape[-1])
     return pads, out
 
 
@@ -257,12 +204,13 @@ class _Conv(Layer):
     ) -> Any:
         owner = f"{cls.__name__}.init"
         dtype = validation.float_dtype(owner, dtype)
-        kernel = ints(cls._NDIM, "kernel_size")(kernel_size)
+        kernel = validation.check_ints(owner, "kernel_size", kernel_size, cls._NDIM)
         in_channels = validation.check_int(owner, "in_channels", in_channels, low=1)
         out_channels = validation.check_int(owner, "out_channels", out_channels, low=1)
         validation.check_size(owner, "W", math.prod(kernel) * in_channels * out_channels)
         W = initializers.get(init)(key, (*kernel, in_channels, out_channels), dtype)
-        return cls(W, np.zeros(out_channels, dtype), **statics)
+        make: Any = cls  # an attrs subclass (Conv1D, Conv2D) with W, b and the statics
+        return make(W, np.zeros(out_channels, dtype), **statics)
 
     @property
     def kernel_size(self) -> tuple[int, ...]:
@@ -294,6 +242,8 @@ class _Conv(Layer):
         x = self._check(x)
         kernel, (c_in, c_out) = self.kernel_size, self.W.shape[-2:]
         pads, out = geometry(type(self).__name__, x.shape, kernel, self.stride, self.padding)
+        rows, width = x.shape[0] * math.prod(out), math.prod(kernel) * c_in + 1
+        validation.check_size(type(self).__name__, "the patch matrix", rows * width)
         xp = pad(x, pads)
         P1 = patches(xp, kernel, self.stride, out)  # [P 1]
         y = P1.dot(np.concatenate((self.W.reshape(-1, c_out), self.b[None])))
@@ -302,7 +252,7 @@ class _Conv(Layer):
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
             g_flat = g_y.reshape(-1, c_out)
             g_Wb = frozen(P1.T.dot(g_flat))  # [g_W; g_b] = [P 1]^T g_Y
-            grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])
+            grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])  # type: ignore[misc]
             if not need_g_x:
                 return None, grads
             g_P = _patch_grads(g_flat, self.W).reshape(*kernel, x.shape[0], *out, c_in)
@@ -358,8 +308,8 @@ class Conv1D(_Conv):
     _NDIM = 1
     W: np.ndarray = param()
     b: np.ndarray = param()
-    stride: tuple[int] = static(default=1, converter=ints(1, "stride"))
-    padding: Padding = static(default="valid", converter=conv_padding(1))
+    stride: tuple[int] = static(default=1, converter=validation.sizes(1))
+    padding: Padding = static(default="valid", converter=validation.padding(1))
 
     @classmethod
     def init(
@@ -409,8 +359,8 @@ class Conv2D(_Conv):
     _NDIM = 2
     W: np.ndarray = param()
     b: np.ndarray = param()
-    stride: tuple[int, int] = static(default=1, converter=ints(2, "stride"))
-    padding: Padding = static(default="valid", converter=conv_padding(2))
+    stride: tuple[int, int] = static(default=1, converter=validation.sizes(2))
+    padding: Padding = static(default="valid", converter=validation.padding(2))
 
     @classmethod
     def init(

@@ -24,23 +24,16 @@ from typing import Any
 
 import attrs
 import numpy as np
-from attrs.converters import optional
 
 from .. import validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import static
-from .conv import col2im, crop, geometry, ints, pad, windows
+from .conv import col2im, crop, geometry, pad, windows
 
 __all__ = ["MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool"]
 
 _AXES = {1: "L", 2: "H, W"}
-
-
-def _pool_padding(value: Any) -> str:
-    if isinstance(value, str) and value.lower() in ("valid", "same"):
-        return value.lower()
-    raise ValueError(f"pooling padding must be 'valid' or 'same', got {value!r}")
 
 
 def _floating(x: np.ndarray, owner: str) -> np.ndarray:
@@ -153,9 +146,9 @@ class MaxPool1D(_MaxPool):
     """
 
     _NDIM = 1
-    pool_size: tuple[int] = static(default=2, converter=ints(1, "pool_size"))
-    stride: tuple[int] = static(default=None, converter=optional(ints(1, "stride")))
-    padding: str = static(default="valid", converter=_pool_padding)
+    pool_size: tuple[int] = static(default=2, converter=validation.sizes(1))
+    stride: tuple[int] = static(default=None, converter=validation.sizes(1, optional=True))
+    padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
 
 
 @attrs.frozen
@@ -169,9 +162,9 @@ class MaxPool2D(_MaxPool):
     """
 
     _NDIM = 2
-    pool_size: tuple[int, int] = static(default=2, converter=ints(2, "pool_size"))
-    stride: tuple[int, int] = static(default=None, converter=optional(ints(2, "stride")))
-    padding: str = static(default="valid", converter=_pool_padding)
+    pool_size: tuple[int, int] = static(default=2, converter=validation.sizes(2))
+    stride: tuple[int, int] = static(default=None, converter=validation.sizes(2, optional=True))
+    padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
 
 
 @attrs.frozen
@@ -184,9 +177,9 @@ class AvgPool1D(_AvgPool):
     """
 
     _NDIM = 1
-    pool_size: tuple[int] = static(default=2, converter=ints(1, "pool_size"))
-    stride: tuple[int] = static(default=None, converter=optional(ints(1, "stride")))
-    padding: str = static(default="valid", converter=_pool_padding)
+    pool_size: tuple[int] = static(default=2, converter=validation.sizes(1))
+    stride: tuple[int] = static(default=None, converter=validation.sizes(1, optional=True))
+    padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
 
 
 @attrs.frozen
@@ -200,9 +193,9 @@ class AvgPool2D(_AvgPool):
     """
 
     _NDIM = 2
-    pool_size: tuple[int, int] = static(default=2, converter=ints(2, "pool_size"))
-    stride: tuple[int, int] = static(default=None, converter=optional(ints(2, "stride")))
-    padding: str = static(default="valid", converter=_pool_padding)
+    pool_size: tuple[int, int] = static(default=2, converter=validation.sizes(2))
+    stride: tuple[int, int] = static(default=None, converter=validation.sizes(2, optional=True))
+    padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
 
 
 @attrs.frozen

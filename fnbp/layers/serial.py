@@ -67,7 +67,7 @@ class Serial(ContextLayer):
             need_g_x = need_g_x or _has_params(layer)
 
         def chain_rule(g: Any) -> tuple[Any, Serial]:
-            grads = [None] * n
+            grads: list[Any] = [None] * n
             for i in range(n - 1, -1, -1):
                 g, grads[i] = pullbacks[i](g)
             return g, Serial(tuple(grads))

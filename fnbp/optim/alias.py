@@ -55,7 +55,7 @@ def adam(
 
     Bias-corrected moments, ``eps`` outside the root, count 1 on the first
     update (so its update is ``-lr * g / (|g| + eps)``), as PyTorch and optax.
-    State: ``(AdamState(count, mu, nu), EmptyState() or ScheduleState)``.
+    State: ``(AdamState(mu, nu, count), EmptyState() or ScheduleState)``.
     """
     return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
 

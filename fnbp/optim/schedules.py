@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import bisect
 import math
-import operator
 from collections.abc import Callable, Sequence
+
+from ..validation import check_callable, check_int, check_real
 
 __all__ = [
     "constant",
@@ -31,30 +32,26 @@ Schedule = Callable[[int], float]
 """A learning-rate schedule: the value to use at update ``step`` (0 for the first)."""
 
 
-def _finite(name: str, value: float) -> float:
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return v
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return n
-
-
 def _step(step: int) -> int:
-    return _count("schedule step", step, 0)
+    return check_int("schedule", "step", step, low=0)
+
+
+def _power(owner: str, init_value: float, rate: float, exponent: float, step: int) -> float:
+    """``init_value * rate ** exponent``, or a ValueError when it overflows."""
+    try:
+        value = init_value * rate**exponent
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{owner}: the value overflows at step {step} (decay_rate > 1 grows without bound)"
+        )
+    return value
 
 
 def constant(value: float) -> Schedule:
     """``value`` at every step."""
-    value = _finite("value", value)
+    value = check_real("constant", "value", value)
 
     def schedule(step: int) -> float:
         _step(step)
@@ -65,14 +62,13 @@ def constant(value: float) -> Schedule:
 
 def step_decay(init_value: float, decay_rate: float, step_size: int) -> Schedule:
     """``init_value * decay_rate ** (step // step_size)``: a drop every ``step_size`` steps."""
-    init_value = _finite("init_value", init_value)
-    decay_rate = _finite("decay_rate", decay_rate)
-    if decay_rate < 0:
-        raise ValueError(f"decay_rate must be >= 0, got {decay_rate}")
-    step_size = _count("step_size", step_size, 1)
+    init_value = check_real("step_decay", "init_value", init_value)
+    decay_rate = check_real("step_decay", "decay_rate", decay_rate, low=0.0)
+    step_size = check_int("step_decay", "step_size", step_size, low=1)
 
     def schedule(step: int) -> float:
-        return init_value * decay_rate ** (_step(step) // step_size)
+        step = _step(step)
+        return _power("step_decay", init_value, decay_rate, step // step_size, step)
 
     return schedule
 
@@ -85,16 +81,14 @@ def exponential_decay(
     With ``staircase=True`` the exponent is ``step // decay_steps`` (then this is
     :func:`step_decay`). The same formula as optax and Keras' ``ExponentialDecay``.
     """
-    init_value = _finite("init_value", init_value)
-    decay_rate = _finite("decay_rate", decay_rate)
-    if decay_rate < 0:
-        raise ValueError(f"decay_rate must be >= 0, got {decay_rate}")
-    decay_steps = _count("decay_steps", decay_steps, 1)
+    init_value = check_real("exponential_decay", "init_value", init_value)
+    decay_rate = check_real("exponential_decay", "decay_rate", decay_rate, low=0.0)
+    decay_steps = check_int("exponential_decay", "decay_steps", decay_steps, low=1)
 
     def schedule(step: int) -> float:
         step = _step(step)
         exponent = step // decay_steps if staircase else step / decay_steps
-        return init_value * decay_rate**exponent
+        return _power("exponential_decay", init_value, decay_rate, exponent, step)
 
     return schedule
 
@@ -108,11 +102,9 @@ def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0) -> Sch
     optax's ``cosine_decay_schedule`` convention (Loshchilov & Hutter's SGDR
     without restarts; PyTorch's ``CosineAnnealingLR`` takes an absolute ``eta_min``).
     """
-    init_value = _finite("init_value", init_value)
-    decay_steps = _count("decay_steps", decay_steps, 1)
-    alpha = _finite("alpha", alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    init_value = check_real("cosine_decay", "init_value", init_value)
+    decay_steps = check_int("cosine_decay", "decay_steps", decay_steps, low=1)
+    alpha = check_real("cosine_decay", "alpha", alpha, low=0.0, high=1.0)
 
     def schedule(step: int) -> float:
         t = min(_step(step), decay_steps) / decay_steps
@@ -129,10 +121,10 @@ def linear_warmup(peak_value: float, warmup_steps: int, after: Schedule | None =
 
     So the very first update (step 0) has learning rate 0.
     """
-    peak_value = _finite("peak_value", peak_value)
-    warmup_steps = _count("warmup_steps", warmup_steps, 0)
-    if after is not None and not callable(after):
-        raise TypeError(f"after must be a schedule (a function of the step), got {after!r}")
+    peak_value = check_real("linear_warmup", "peak_value", peak_value)
+    warmup_steps = check_int("linear_warmup", "warmup_steps", warmup_steps, low=0)
+    if after is not None:
+        check_callable("linear_warmup", "after", after, "a schedule (a function of the step)")
 
     def schedule(step: int) -> float:
         step = _step(step)
@@ -151,8 +143,11 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     boundaries increase strictly. (optax's ``piecewise_constant_schedule`` takes
     multiplicative scales instead of values.)
     """
-    bounds = [_count(f"boundaries[{i}]", b, 0) for i, b in enumerate(boundaries)]
-    vals = [_finite(f"values[{i}]", v) for i, v in enumerate(values)]
+    bounds = [
+        check_int("piecewise_constant", f"boundaries[{i}]", b, low=0)
+        for i, b in enumerate(boundaries)
+    ]
+    vals = [check_real("piecewise_constant", f"values[{i}]", v) for i, v in enumerate(values)]
     if len(vals) != len(bounds) + 1:
         raise ValueError(
             f"piecewise_constant needs one more value than boundaries, "

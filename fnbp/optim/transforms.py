@@ -64,11 +64,11 @@ class TraceState:
 
 @attrs.frozen
 class AdamState:
-    """``count`` of updates, first moment ``mu`` and second moment ``nu`` (trees)."""
+    """First moment ``mu`` and second moment ``nu`` (trees), and the ``count`` of updates."""
 
-    count: np.ndarray = param(kind="int")
     mu: Any
     nu: Any
+    count: np.ndarray = param(kind="int")
 
 
 @attrs.frozen
@@ -183,7 +183,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     eps = validation.check_real("scale_by_adam", "eps", eps, low=0.0)
 
     def init(params: Any) -> AdamState:
-        return AdamState(counter(0), _zeros(params), _zeros(params))
+        return AdamState(_zeros(params), _zeros(params), counter(0))
 
     def update(grads: Any, state: AdamState, params: Any = None) -> tuple[Any, AdamState]:
         expect_state(state, AdamState, "scale_by_adam")
@@ -193,7 +193,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
             return _leaf.adam(g, m, v, b1, b2, eps, t)
 
         updates, mu, nu = leafwise(leaf, 3, grads, state.mu, state.nu)
-        return updates, AdamState(counter(t), mu, nu)
+        return updates, AdamState(mu, nu, counter(t))
 
     return Optimizer(init, update)
 

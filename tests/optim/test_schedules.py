@@ -89,9 +89,9 @@ def test_bad_arguments_raise_value_error(make, match):
 
 
 def test_bad_argument_types():
-    with pytest.raises(TypeError, match="step_size"):
+    with pytest.raises(ValueError, match="step_size must be an integer"):
         S.step_decay(1.0, 0.5, 2.5)
-    with pytest.raises(TypeError, match="after"):
+    with pytest.raises(ValueError, match="after must be a schedule"):
         S.linear_warmup(1.0, 5, after=0.1)
 
 
@@ -102,5 +102,5 @@ def test_bad_argument_types():
 def test_bad_steps(sched):
     with pytest.raises(ValueError, match="step"):
         sched(-1)
-    with pytest.raises(TypeError, match="step"):
+    with pytest.raises(ValueError, match="step must be an integer"):
         sched(1.5)
