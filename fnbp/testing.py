@@ -30,7 +30,7 @@ import numpy as np
 
 from . import random, tree, validation
 from .core import Context, as_input, check_cotangent, checked_pullback, vjp_ctx
-from .errors import LocatedError, StructureError
+from .errors import StructureError
 
 __all__ = ["GradCheck", "GradientCheckError", "check_grads", "check_loss_grads"]
 
