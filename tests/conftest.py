@@ -11,6 +11,23 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - threadpoolctl comes with the test extra
+    threadpool_limits = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """Run the suite with one BLAS thread: the networks here are small, and two threads
+    fighting other processes for two cores made the examples 3x slower under load."""
+    if threadpool_limits is None:
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
