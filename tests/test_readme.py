@@ -19,7 +19,7 @@ def _blocks() -> list[str]:
 
 def _run(code: str, namespace: dict | None = None) -> dict:
     namespace = {} if namespace is None else namespace
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code, str(README), "exec"), namespace)  # the README's own code
     return namespace
 
 
