@@ -29,6 +29,7 @@ The map of the house. A module imports only from the lines above it::
     fit                         fit as a loop over train_step; History; predict, evaluate
     checkpoint                  save and load(path, like): arrays plus a JSON description
     testing                     check_grads: finite differences on every input and param leaf
+    traces                      trace (one step, layer by layer) and summary (shapes and sizes)
     datasets                    seeded toy datasets
 """
 
@@ -106,10 +107,16 @@ from .metrics import accuracy, labels, probabilities
 from .optim import update
 from .record import frozen, param, readonly, replace, static
 from .testing import GradientCheckError
+from .traces import LayerTrace, Summary, Trace, summary, trace
 from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
     "ContextLayer",
+    "LayerTrace",
+    "Summary",
+    "Trace",
+    "summary",
+    "trace",
     "FUSIONS",
     "GradientCheckError",
     "PlainLayer",

@@ -47,6 +47,7 @@ more return value; nothing is mutated.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
@@ -75,6 +76,8 @@ __all__ = [
     "check_like_input",
     "checked_pullback",
     "call",
+    "OBSERVER",
+    "Observer",
 ]
 
 Tree: TypeAlias = Any
@@ -168,17 +171,41 @@ def vjp_ctx(layer: Any, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pu
     return method(x, need_g_x, ctx)
 
 
+class Observer(Protocol):
+    """What :data:`OBSERVER` holds while :func:`fnbp.trace` runs: it sees every child call."""
+
+    def enter(self, where: str) -> None: ...
+
+    def leave(self, layer: Any, x: Tree, y: Tree, pullback: Pullback) -> Pullback: ...
+
+    def abandon(self) -> None: ...
+
+
+OBSERVER: ContextVar[Observer | None] = ContextVar("fnbp_observer", default=None)
+"""Set by :func:`fnbp.trace` and :func:`fnbp.summary` to watch each layer of a network;
+None otherwise (then :func:`call` does nothing more)."""
+
+
 def call(
     layer: Any, x: Tree, need_g_x: bool, ctx: Context, where: str
 ) -> tuple[Tree, Pullback, Any]:
     """:func:`vjp_ctx` of a combinator's child at ``where`` (``layers[2]``): errors
     get the child's place prepended, and its pullback is checked (see
-    :func:`checked_pullback`)."""
+    :func:`checked_pullback`). Every combinator calls its children through here,
+    so it is also where :func:`fnbp.trace` watches them."""
+    observer = OBSERVER.get()
+    if observer is not None:
+        observer.enter(where)
     try:
         y, pullback, state = vjp_ctx(layer, x, need_g_x, ctx)
     except LocatedError as e:
+        if observer is not None:
+            observer.abandon()
         raise e.within(where) from None
-    return y, checked_pullback(pullback, layer, x, need_g_x, where), state
+    pullback = checked_pullback(pullback, layer, x, need_g_x, where)
+    if observer is not None:
+        pullback = observer.leave(layer, x, y, pullback)
+    return y, pullback, state
 
 
 def checked_pullback(

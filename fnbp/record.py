@@ -36,7 +36,7 @@ import numpy as np
 from .errors import DTypeError
 from .validation import FLOATS
 
-__all__ = ["param", "static", "readonly", "frozen", "replace"]
+__all__ = ["param", "static", "readonly", "frozen", "replace", "array_repr", "nested_repr"]
 
 
 def frozen(a: np.ndarray) -> np.ndarray:
@@ -108,6 +108,23 @@ def _param_converter(kind: str) -> attrs.Converter:
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
+def array_repr(a: Any) -> str:
+    """A short description of an array field: ``float32(784, 256)`` -- never the numbers."""
+    if a is None:
+        return "None"
+    return f"{np.asarray(a).dtype}{tuple(np.shape(a))}"
+
+
+def nested_repr(name: str, parts: list[str], width: int = 88) -> str:
+    """``name(part, part, ...)`` on one line when it fits in ``width``, else one part a
+    line, indented, so nested combinators read as a tree."""
+    line = f"{name}({', '.join(parts)})"
+    if len(line) <= width and "\n" not in line:
+        return line
+    inner = ",\n".join("  " + part.replace("\n", "\n  ") for part in parts)
+    return f"{name}(\n{inner},\n)"
+
+
 def param(*, kind: str = "float", **kwargs: Any) -> Any:
     """An array field of a record (a tree leaf), stored read-only.
 
@@ -117,6 +134,7 @@ def param(*, kind: str = "float", **kwargs: Any) -> Any:
     """
     if kind not in _EXPECTED:
         raise ValueError(f"param: kind must be one of {sorted(_EXPECTED)}, got {kind!r}")
+    kwargs.setdefault("repr", array_repr)
     return attrs.field(converter=_param_converter(kind), **kwargs)
 
 

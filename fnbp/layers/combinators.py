@@ -19,7 +19,7 @@ import numpy as np
 from .. import tree, validation
 from ..core import Context, ContextLayer, LayerLike, call, check_layer, init_state, split_context
 from ..errors import ShapeError
-from ..record import static
+from ..record import nested_repr, static
 
 __all__ = ["Residual", "Parallel"]
 
@@ -48,6 +48,9 @@ class Residual(ContextLayer):
     """
 
     f: LayerLike = attrs.field(validator=lambda _r, _a, f: check_layer(f, "Residual", "f"))
+
+    def __repr__(self) -> str:
+        return nested_repr("Residual", [repr(self.f)])
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple:
         """``(x + f(x), pullback, state)``; ``g_x`` is skipped, in ``f`` too, unless asked for."""
@@ -100,6 +103,10 @@ class Parallel(ContextLayer):
 
     branches: tuple[LayerLike, ...] = attrs.field(converter=_as_branches)
     combine: str = static(default="concat", converter=validation.choice("concat", "sum"))
+
+    def __repr__(self) -> str:
+        parts = [repr(branch) for branch in self.branches]
+        return nested_repr("Parallel", [*parts, f"combine={self.combine!r}"])
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple:
         """One forward pass per branch, each with its own key and state; the pullback

@@ -50,7 +50,7 @@ from numpy.typing import DTypeLike
 from .. import initializers, random, validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
-from ..record import frozen, param, static
+from ..record import array_repr, frozen, param, static
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -211,6 +211,20 @@ class _Conv(Layer):
         make: Any = cls  # an attrs subclass (Conv1D, Conv2D) with W, b and the statics
         return make(W, np.zeros(out_channels, dtype), **statics)
 
+    def _describe(self) -> str:
+        name = type(self).__name__
+        if self.W.ndim != self._NDIM + 2:
+            return f"{name}(W={array_repr(self.W)}, b={array_repr(self.b)})"
+        c_in, c_out = self.W.shape[-2:]
+        extra = (
+            ""
+            if all(s == 1 for s in self.stride)
+            else ", stride " + "x".join(map(str, self.stride))
+        )
+        pad = self.padding if isinstance(self.padding, str) else f"padding {self.padding}"
+        size = "x".join(map(str, self.kernel_size))
+        return f"{name}({c_in} -> {c_out}, {size}{extra}, {pad})"
+
     @property
     def kernel_size(self) -> tuple[int, ...]:
         """The kernel's spatial size, from ``W``'s shape."""
@@ -305,6 +319,7 @@ class Conv1D(_Conv):
     """
 
     _NDIM = 1
+    __repr__ = _Conv._describe
     W: np.ndarray = param()
     b: np.ndarray = param()
     stride: tuple[int] = static(default=1, converter=validation.sizes(1))
@@ -356,6 +371,7 @@ class Conv2D(_Conv):
     """
 
     _NDIM = 2
+    __repr__ = _Conv._describe
     W: np.ndarray = param()
     b: np.ndarray = param()
     stride: tuple[int, int] = static(default=1, converter=validation.sizes(2))

@@ -12,7 +12,7 @@ from .. import initializers, random, validation
 from .._numeric import ones
 from ..core import Layer
 from ..errors import ShapeError, StructureError
-from ..record import frozen, param
+from ..record import array_repr, frozen, param
 
 
 @attrs.frozen
@@ -54,6 +54,11 @@ class Dense(Layer):
         validation.check_size("Dense.init", "W", n_in * n_out)
         W = initializers.get(init)(key, (n_in, n_out), dtype)
         return cls(W, np.zeros(n_out, dtype))
+
+    def __repr__(self) -> str:
+        if np.ndim(self.W) == 2:
+            return f"Dense({self.W.shape[0]} -> {self.W.shape[1]})"
+        return f"Dense(W={array_repr(self.W)}, b={array_repr(self.b)})"
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         W, b = self.W, self.b

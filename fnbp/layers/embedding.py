@@ -11,7 +11,7 @@ from numpy.typing import DTypeLike
 from .. import random, validation
 from ..core import Layer
 from ..errors import DTypeError, LocatedError, ShapeError, StructureError
-from ..record import frozen, param
+from ..record import array_repr, frozen, param
 
 __all__ = ["Embedding"]
 
@@ -38,6 +38,11 @@ class Embedding(Layer):
     """
 
     table: np.ndarray = param()
+
+    def __repr__(self) -> str:
+        if np.ndim(self.table) == 2:
+            return f"Embedding({self.table.shape[0]}, {self.table.shape[1]})"
+        return f"Embedding(table={array_repr(self.table)})"
 
     @classmethod
     def init(

@@ -31,7 +31,7 @@ from numpy.typing import DTypeLike
 from .. import validation
 from ..core import Context, ContextLayer, Layer
 from ..errors import ModeError, ShapeError, StructureError
-from ..record import frozen, param, static
+from ..record import array_repr, frozen, param, static
 
 __all__ = ["LayerNorm", "BatchNorm", "BatchNormState"]
 
@@ -41,6 +41,13 @@ def _affine_init(features: int, dtype: DTypeLike, who: str) -> tuple[np.ndarray,
     dtype = validation.float_dtype(f"{who}.init", dtype)
     n = validation.check_int(f"{who}.init", "features", features, low=1)
     return np.ones(n, dtype), np.zeros(n, dtype)
+
+
+def _norm_repr(layer: Any, **defaults: float) -> str:
+    """``BatchNorm(16)``, with the hyperparameters that differ from their defaults."""
+    size = str(layer.gamma.shape[0]) if np.ndim(layer.gamma) == 1 else array_repr(layer.gamma)
+    extra = [f"{k}={getattr(layer, k)!r}" for k, v in defaults.items() if getattr(layer, k) != v]
+    return f"{type(layer).__name__}({', '.join([size, *extra])})"
 
 
 def _check(layer: Any, x: np.ndarray) -> np.ndarray:
@@ -102,6 +109,9 @@ class LayerNorm(Layer):
     gamma: np.ndarray = param()
     beta: np.ndarray = param()
     eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
+
+    def __repr__(self) -> str:
+        return _norm_repr(self, eps=1e-5)
 
     @classmethod
     def init(cls, features: int, *, eps: float = 1e-5, dtype: DTypeLike = np.float32) -> LayerNorm:
@@ -204,6 +214,9 @@ class BatchNorm(ContextLayer):
         """A new layer for ``num_features`` channels: ``gamma = 1``, ``beta = 0``."""
         gamma, beta = _affine_init(num_features, dtype, "BatchNorm")
         return cls(gamma, beta, momentum=momentum, eps=eps)
+
+    def __repr__(self) -> str:
+        return _norm_repr(self, momentum=0.9, eps=1e-5)
 
     def init_state(self) -> BatchNormState:
         """A fresh state: running ``mean = 0`` and ``var = 1`` in the parameters' dtype."""

@@ -55,6 +55,14 @@ class _Pool(Layer):
         if self.stride is None:  # default: the window itself, no overlap
             object.__setattr__(self, "stride", self.pool_size)
 
+    def _describe(self) -> str:
+        window = "x".join(map(str, self.pool_size))
+        stride = (
+            "" if self.stride == self.pool_size else ", stride " + "x".join(map(str, self.stride))
+        )
+        padding = "" if self.padding == "valid" else f", {self.padding}"
+        return f"{type(self).__name__}({window}{stride}{padding})"
+
     def _check(self, x: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, ...]]:
         """``(x as float, pads, out)`` after checking the rank and the window's fit."""
         name, d = type(self).__name__, self._NDIM
@@ -146,6 +154,7 @@ class MaxPool1D(_MaxPool):
     """
 
     _NDIM = 1
+    __repr__ = _Pool._describe
     pool_size: tuple[int] = static(default=2, converter=validation.sizes(1))
     stride: tuple[int] = static(default=None, converter=validation.sizes(1, optional=True))
     padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
@@ -162,6 +171,7 @@ class MaxPool2D(_MaxPool):
     """
 
     _NDIM = 2
+    __repr__ = _Pool._describe
     pool_size: tuple[int, int] = static(default=2, converter=validation.sizes(2))
     stride: tuple[int, int] = static(default=None, converter=validation.sizes(2, optional=True))
     padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
@@ -177,6 +187,7 @@ class AvgPool1D(_AvgPool):
     """
 
     _NDIM = 1
+    __repr__ = _Pool._describe
     pool_size: tuple[int] = static(default=2, converter=validation.sizes(1))
     stride: tuple[int] = static(default=None, converter=validation.sizes(1, optional=True))
     padding: str = static(default="valid", converter=validation.padding(0, numbers=False))
@@ -193,6 +204,7 @@ class AvgPool2D(_AvgPool):
     """
 
     _NDIM = 2
+    __repr__ = _Pool._describe
     pool_size: tuple[int, int] = static(default=2, converter=validation.sizes(2))
     stride: tuple[int, int] = static(default=None, converter=validation.sizes(2, optional=True))
     padding: str = static(default="valid", converter=validation.padding(0, numbers=False))

@@ -20,6 +20,7 @@ from ..core import (
     init_state,
     split_context,
 )
+from ..record import nested_repr
 from ..tree import record_fields
 from .activations import Identity, ReLU
 from .dense import Dense
@@ -53,6 +54,9 @@ class Serial(ContextLayer):
     """
 
     layers: tuple[LayerLike, ...] = attrs.field(converter=_as_layers)
+
+    def __repr__(self) -> str:
+        return nested_repr("Serial", [repr(layer) for layer in self.layers])
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple[Any, Pullback, tuple]:
         """One forward pass keeping each layer's pullback; the chain rule runs them backwards."""

@@ -1,0 +1,103 @@
+"""Seeing inside: readable reprs, fb.summary from shapes alone, fb.trace of one step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from contract import CASES
+
+import fnbp as fb
+
+
+def _cnn() -> fb.Serial:
+    k = fb.random.split(fb.random.key(0), 4)
+    return fb.Serial((
+        fb.Conv2D.init(k[0], 1, 16, 3, padding="same"), fb.BatchNorm.init(16), fb.ReLU(),
+        fb.MaxPool2D(2), fb.Flatten(), fb.Dense.init(k[1], 4 * 4 * 16, 64), fb.ReLU(),
+        fb.Residual(fb.Serial((fb.Dense.init(k[2], 64, 64), fb.ReLU()))),
+        fb.Dense.init(k[3], 64, 10),
+    ))  # fmt: skip
+
+
+def test_an_mlp_reads_like_its_definition():
+    net = fb.mlp(fb.random.key(0), [784, 256, 10])
+    assert repr(net) == "Serial(Dense(784 -> 256), ReLU(), Dense(256 -> 10), Identity())"
+
+
+def test_nested_combinators_are_indented_and_hyperparameters_shown():
+    text = repr(_cnn())
+    assert text.splitlines()[0] == "Serial("
+    assert "  Conv2D(1 -> 16, 3x3, same)," in text
+    assert "  Residual(Serial(Dense(64 -> 64), ReLU()))," in text
+    assert "MaxPool2D(2x2)" in text and "BatchNorm(16)" in text
+    assert repr(fb.BatchNorm.init(8, momentum=0.99)) == "BatchNorm(8, momentum=0.99)"
+    assert repr(fb.LeakyReLU(0.2)) == "LeakyReLU(slope=0.2)"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_no_repr_dumps_an_array(case):
+    text = repr(case.layer(np.dtype(np.float64)))
+    assert len(text) < 400 and "array(" not in text and "e-0" not in text
+
+
+def test_summary_propagates_shapes_without_data_and_counts_params():
+    s = fb.summary(_cnn(), (8, 8, 1))
+    rows = {r[0].strip(): r for r in s.rows}
+    assert rows["layers[0]"][2] == "(N, 8, 8, 16)"
+    assert rows["layers[4]"][2] == "(N, 256)"  # the width a Dense after the Flatten needs
+    assert rows["layers[7].f.layers[0]"][4] == 64 * 64 + 64
+    assert s.total_params == sum(np.size(a) for a in fb.tree.leaves(_cnn()))
+    assert s.total_bytes == 4 * s.total_params
+    text = str(s)
+    assert "total: 21,450 parameters, 85,800 bytes" in text and "(N, 10)" in text
+
+
+def test_summary_answers_the_width_after_a_flatten():
+    convs = fb.Serial((fb.Conv2D.init(fb.random.key(0), 1, 8, 3), fb.MaxPool2D(2), fb.Flatten()))
+    assert fb.summary(convs, (12, 12, 1)).rows[-1][2] == "(N, 200)"  # 5 * 5 * 8
+
+
+def test_summary_of_an_embedding_takes_integer_ids():
+    net = fb.Serial((fb.Embedding.init(fb.random.key(0), 10, 4), fb.Flatten()))
+    assert fb.summary(net, (3,), dtype=np.int64).rows[-1][2] == "(N, 12)"
+
+
+def test_trace_records_every_layer_both_ways():
+    net, x = _cnn(), np.linspace(-1, 1, 4 * 64, dtype=np.float32).reshape(4, 8, 8, 1)
+    labels = np.array([1, 2, 3, 4])
+    t = fb.trace(net, x, labels, fb.softmax_cross_entropy, state=fb.init_state(net))
+    paths = [layer.path for layer in t]
+    assert paths[:3] == ["", "layers[0]", "layers[1]"]
+    assert (
+        paths.index("layers[7]") < paths.index("layers[7].f") < paths.index("layers[7].f.layers[0]")
+    )
+    loss, grads = fb.value_and_grad(
+        net, fb.softmax_cross_entropy, x, labels, state=fb.init_state(net)
+    )[:2]
+    assert t.loss == pytest.approx(float(loss), rel=1e-6)
+    np.testing.assert_allclose(t["layers[0]"].grads.W, grads.layers[0].W, rtol=1e-5, atol=1e-7)
+    relu = t["layers[2]"]
+    np.testing.assert_array_equal(relu.y, np.maximum(relu.x, 0))
+    np.testing.assert_array_equal(relu.g_x, relu.g_y * (relu.y > 0))
+    assert t["layers[5]"].x.shape == (4, 256) and t[""].y.shape == (4, 10)
+    text = str(t)
+    assert text.startswith("loss ") and "layers[7].f.layers[0]" in text and "|g_x|" in text
+
+
+def test_trace_of_the_forward_pass_only_and_bad_arguments():
+    net = fb.mlp(fb.random.key(0), [2, 3, 1])
+    t = fb.trace(net, np.ones((5, 2)))
+    assert t.loss is None and t["layers[1]"].g_y is None
+    with pytest.raises(ValueError, match="trace: loss must be given together with target"):
+        fb.trace(net, np.ones((5, 2)), loss=fb.mse)
+    with pytest.raises(ValueError, match="Trace: path must be one of"):
+        t["nowhere"]
+
+
+def test_tracing_leaves_nothing_behind():
+    net, x = fb.mlp(fb.random.key(0), [2, 3, 1]), np.ones((5, 2))
+    fb.trace(net, x, np.zeros((5, 1)), fb.mse)
+    assert fb.core.OBSERVER.get() is None
+    with pytest.raises(fb.ShapeError):
+        fb.trace(net, np.ones((5, 3)))
+    assert fb.core.OBSERVER.get() is None
