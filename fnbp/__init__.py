@@ -13,7 +13,7 @@ record. Randomness flows from explicit keys.
 
 __version__ = "0.1.0"
 
-from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree
+from . import checkpoint, datasets, experiments, initializers, losses, optim, random, testing, tree
 from .checkpoint import Checkpoint, CheckpointError
 from .core import (
     Context,
@@ -146,6 +146,7 @@ __all__ = [
     "checkpoint",
     "optim",
     "datasets",
+    "experiments",
     "initializers",
     "losses",
     "mlp",
