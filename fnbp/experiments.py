@@ -43,6 +43,7 @@ import json
 import math
 import operator
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -254,12 +255,21 @@ def _final(v: float | tuple[float, ...]) -> float:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (NaN for one value), min and max."""
+    """Mean, sample standard deviation (NaN for one value), min and max.
+
+    Computed exactly (:mod:`statistics`) and rounded once, so equal values have
+    a std of exactly 0; a NaN or inf among the values makes the std NaN.
+    """
     if not values:
         return dict.fromkeys(("mean", "std", "min", "max"), math.nan)
     a = np.array(values, dtype=np.float64)
-    std = float(a.std(ddof=1)) if len(a) > 1 else math.nan
-    return {"mean": float(a.mean()), "std": std, "min": float(a.min()), "max": float(a.max())}
+    if np.isfinite(a).all():
+        mean = float(statistics.mean(values))
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+    else:
+        with np.errstate(invalid="ignore"):
+            mean, std = float(a.mean()), math.nan
+    return {"mean": mean, "std": std, "min": float(a.min()), "max": float(a.max())}
 
 
 def _fmt(v: Any) -> str:
