@@ -43,6 +43,7 @@ import json
 import math
 import operator
 import os
+import reprlib
 import statistics
 import sys
 import time
@@ -230,7 +231,7 @@ def _metrics(raw: Any, where: str) -> Metrics:
     for name, v in raw.items():
         if not isinstance(name, str):
             raise ValueError(f"{where} must be {hint}, got the key {name!r}")
-        if isinstance(v, np.ndarray) and v.ndim == 1:
+        if isinstance(v, np.ndarray) and v.ndim <= 1:
             v = v.tolist()
         x = _scalar(v)
         if x is None and isinstance(v, list | tuple):
@@ -286,7 +287,7 @@ class Results:
     :func:`load`, the order of the file. ``str(results)`` is :meth:`table`.
     """
 
-    records: tuple[Record, ...]
+    records: tuple[Record, ...] = attrs.field(converter=tuple)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -567,7 +568,7 @@ def _check_configs(configs: Any) -> list[tuple[dict[str, Any], str]]:
     if isinstance(configs, Mapping) or not isinstance(configs, Sequence) or not configs:
         raise ValueError(
             "sweep: configs must be a non-empty list of dicts (see experiments.grid), "
-            f"got {type(configs).__name__} {configs!r}"[:300]
+            f"got {type(configs).__name__} {reprlib.repr(configs)}"
         )
     out, first = [], {}
     for i, config in enumerate(configs):

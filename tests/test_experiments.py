@@ -285,6 +285,22 @@ def fails_on_second(config: dict, key: fb.random.Key) -> dict:
     return {"n": float(config["n"])}
 
 
+def test_nan_and_numpy_metrics_round_trip_through_the_file(tmp_path: Path) -> None:
+    def odd(config: dict, key: fb.random.Key) -> dict:
+        return {"nan": float("nan"), "inf": np.float32(-np.inf), "zero_d": np.array(0.5),
+                "curve": np.array([np.nan, 1.0]), "count": 3}  # fmt: skip
+
+    path = tmp_path / "runs.jsonl"
+    (r,) = sweep(odd, [{}], seeds=1, key=KEY, path=path, progress=False)
+    assert (r.metrics["inf"], r.metrics["zero_d"], r.metrics["count"]) == (-np.inf, 0.5, 3.0)
+    assert type(r.metrics["count"]) is float
+    (back,) = experiments.load(path)
+    assert np.isnan(back.metrics["nan"]) and np.isnan(back.metrics["curve"][0])
+    assert back.metrics["inf"] == -np.inf and back.metrics["curve"][1] == 1.0
+    stats = Results([r]).summary()[0]["metrics"]
+    assert np.isnan(stats["nan"]["mean"]) and stats["curve"]["mean"] == 1.0
+
+
 def test_a_failing_run_stops_the_sweep_and_keeps_what_finished(tmp_path: Path) -> None:
     path = tmp_path / "runs.jsonl"
     with pytest.raises(fb.DivergenceError, match="diverged"):
