@@ -7,7 +7,6 @@ workers inherit it.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -39,9 +38,3 @@ def moons(config: dict[str, Any], key: fb.random.Key) -> dict[str, Any]:
         "val_accuracy": np.array(history.val_metrics["accuracy"]),
         "final_loss": fb.evaluate(net, fb.softmax_cross_entropy, x_tr, y_tr)["loss"],
     }
-
-
-def slow_moons(config: dict[str, Any], key: fb.random.Key) -> dict[str, Any]:
-    """``moons``, a little later: for killing a sweep between two runs."""
-    time.sleep(0.15)
-    return moons(config, key)
