@@ -31,11 +31,24 @@ The map of the house. A module imports only from the lines above it::
     testing                     check_grads: finite differences on every input and param leaf
     traces                      trace (one step, layer by layer) and summary (shapes and sizes)
     datasets                    seeded toy datasets
+    experiments, plot           sweeps over configurations and seeds on any executor (Dask
+                                too); plots -- their dependencies imported only when used
 """
 
 __version__ = "0.1.0"
 
-from . import checkpoint, datasets, initializers, losses, optim, random, testing, tree, validation
+from . import (
+    checkpoint,
+    datasets,
+    experiments,
+    initializers,
+    losses,
+    optim,
+    random,
+    testing,
+    tree,
+    validation,
+)
 from .checkpoint import Checkpoint, CheckpointError
 from .core import (
     Context,
@@ -187,6 +200,7 @@ __all__ = [
     "checkpoint",
     "optim",
     "datasets",
+    "experiments",
     "initializers",
     "losses",
     "mlp",
