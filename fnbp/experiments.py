@@ -278,6 +278,10 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _records(records: Iterable[Record]) -> tuple[Record, ...]:
+    return tuple(records)
+
+
 @attrs.frozen
 class Results:
     """The runs of a sweep, one :class:`Record` each, in a fixed order.
@@ -287,7 +291,7 @@ class Results:
     :func:`load`, the order of the file. ``str(results)`` is :meth:`table`.
     """
 
-    records: tuple[Record, ...] = attrs.field(converter=tuple)
+    records: tuple[Record, ...] = attrs.field(converter=_records)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -383,8 +387,10 @@ class Results:
         (name,) = self._names([metric], "curves")
         out = []
         for config, records in self.groups():
-            rows = [r.metrics[name] for r in records if name in r.metrics]
-            rows = [v if isinstance(v, tuple) else (v,) for v in rows]
+            rows: list[tuple[float, ...]] = [
+                v if isinstance(v, tuple) else (v,)
+                for v in (r.metrics[name] for r in records if name in r.metrics)
+            ]
             values = np.full((len(rows), max(map(len, rows), default=0)), np.nan)
             for i, v in enumerate(rows):
                 values[i, : len(v)] = v
@@ -570,7 +576,8 @@ def _check_configs(configs: Any) -> list[tuple[dict[str, Any], str]]:
             "sweep: configs must be a non-empty list of dicts (see experiments.grid), "
             f"got {type(configs).__name__} {reprlib.repr(configs)}"
         )
-    out, first = [], {}
+    out: list[tuple[dict[str, Any], str]] = []
+    first: dict[str, int] = {}
     for i, config in enumerate(configs):
         if not isinstance(config, Mapping):
             raise ValueError(f"sweep: configs[{i}] must be a dict, got {type(config).__name__}")
@@ -708,7 +715,7 @@ def sweep(
         if bar is not None:
             stack.callback(bar.close)
         pending = [(job, items[job[0]][0], k) for job, k in jobs.items() if job not in done]
-        outcomes = stack.enter_context(contextlib.closing(_execute(run, pending, executor)))
+        outcomes: Any = stack.enter_context(contextlib.closing(_execute(run, pending, executor)))  # type: ignore[type-var]
         for (i, s), (raw, seconds, version) in outcomes:
             metrics = _metrics(raw, f"sweep: the result of run(configs[{i}], key) for seed {s}")
             done[i, s] = Record(dict(items[i][0]), s, metrics, jobs[i, s], seconds, version)
