@@ -341,13 +341,13 @@ def check_cotangent(g_y: Tree, y: Tree, owner: str) -> Tree:
     the path named otherwise -- and cast to ``y``'s float dtypes."""
 
     def cast(out: Any, g: Any) -> np.ndarray:
-        if type(g) is not np.ndarray or g.dtype not in validation.FLOATS:
+        if type(g) is not np.ndarray or g.dtype not in validation.FLOAT_SET:
             g = validation.floating(g, owner, "g_y")
         if g.shape != np.shape(out):
             raise ShapeError(
                 f"{owner}: g_y has shape {g.shape}, the output has shape {np.shape(out)}"
             )
-        dtype = out.dtype if out.dtype in validation.FLOATS else g.dtype
+        dtype = out.dtype if out.dtype in validation.FLOAT_SET else g.dtype
         return g if g.dtype == dtype else g.astype(dtype)
 
     if type(y) is np.ndarray and type(g_y) is np.ndarray:

@@ -34,7 +34,7 @@ import attrs
 import numpy as np
 
 from .errors import DTypeError
-from .validation import FLOATS
+from .validation import FLOAT_SET
 
 __all__ = ["param", "static", "readonly", "frozen", "replace", "array_repr", "nested_repr"]
 
@@ -56,6 +56,8 @@ def _shared(a: np.ndarray) -> bool:
         if a.flags.writeable:
             return True
         base = a.base
+        if base is None:  # the common case: an array fnbp froze itself
+            return False
         if base is None or type(base) is bytes:  # bytes never change
             return False
         if type(base) is not np.ndarray:
@@ -80,7 +82,7 @@ def readonly(value: Any) -> np.ndarray | None:
 
 def _kind_ok(dtype: np.dtype, kind: str) -> bool:
     if kind == "float":
-        return dtype in FLOATS or dtype.kind == "b"
+        return dtype in FLOAT_SET or dtype.kind == "b"
     if kind == "int":
         return dtype.kind in "iu"
     return dtype.kind in "biuf"

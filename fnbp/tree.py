@@ -83,10 +83,16 @@ def _is_record(cls: type) -> bool:
     return _RECORDS[cls]
 
 
+_LEAVES: dict[type, bool] = {np.ndarray: True}
+
+
 def is_leaf(t: Any) -> bool:
     """True unless ``t`` is None, a tuple, list, dict or attrs record."""
     cls = type(t)
-    return cls not in _CONTAINERS and not _is_record(cls)
+    leaf = _LEAVES.get(cls)
+    if leaf is None:
+        leaf = _LEAVES[cls] = cls not in _CONTAINERS and not _is_record(cls)
+    return leaf
 
 
 def children(t: Any) -> tuple[tuple[Any, Any], ...]:
@@ -184,26 +190,43 @@ def map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
 
 
 def _map(f: Callable[..., Any], t: Any, rest: tuple) -> Any:
-    if is_leaf(t):
+    """The engine of :func:`map`. It runs on every training step (``update``, the
+    optimizers), so the common cases -- array leaves, records and tuples of one
+    class -- take the short way; any difference goes to :func:`mismatch`."""
+    cls = type(t)
+    if cls is np.ndarray or is_leaf(t):
         for o in rest:
             if not is_leaf(o):
                 raise StructureError(mismatch(t, o) or "")
         return f(t, *rest)
     for o in rest:
-        why = mismatch(t, o)
-        if why:
-            raise StructureError(why)
-    kids = children(t)
-    if not kids:
+        if type(o) is not cls or cls is not tuple or len(o) != len(t):
+            why = mismatch(t, o)
+            if why:
+                raise StructureError(why)
+    if cls is tuple or cls is list:
+        out = [_at(f, t, i, x, rest) for i, x in enumerate(t)]
+        return out if cls is list else tuple(out)
+    if cls is dict:
+        return {k: _at(f, t, k, x, rest) for k, x in t.items()}
+    if t is None:
+        return None
+    dynamic, static = record_fields(cls)
+    if not dynamic:
         return t
-    out = []
-    for key, child in kids:
-        sub = tuple(_child(o, key) for o in rest)
-        try:
-            out.append(_map(f, child, sub))
-        except LocatedError as e:
-            raise e.within(path(t, key)) from None
-    return rebuild(t, out)
+    kwargs = {name: getattr(t, name) for name in static}
+    for name in dynamic:
+        kwargs[name] = _at(f, t, name, getattr(t, name), rest)
+    return cls(**kwargs)
+
+
+def _at(f: Callable[..., Any], node: Any, key: Any, child: Any, rest: tuple) -> Any:
+    """``_map`` of one child, the others' children alongside; errors get the key's path."""
+    sub = tuple([_child(o, key) for o in rest]) if rest else rest
+    try:
+        return _map(f, child, sub)
+    except LocatedError as e:
+        raise e.within(path(node, key)) from None
 
 
 def _child(t: Any, key: Any) -> Any:

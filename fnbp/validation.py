@@ -67,6 +67,9 @@ __all__ = [
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes fnbp computes in."""
 
+FLOAT_SET = frozenset(FLOATS)
+"""The same, for fast membership tests."""
+
 MAX_ELEMENTS = 2**31
 """Arrays fnbp is asked to allocate from a hyperparameter (a padding, a number of
 classes) larger than this many elements are refused before allocating."""
@@ -182,7 +185,7 @@ def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
         dtype = np.dtype(value)
     except (TypeError, ValueError):
         dtype = None
-    if dtype is None or dtype not in FLOATS:  # (None == float64 to numpy)
+    if dtype is None or dtype not in FLOAT_SET:  # (None == float64 to numpy)
         got = dtype.name if dtype is not None else _show(value)
         raise DTypeError(f"{owner}: {name} must be float32 or float64, got {got}")
     return dtype
@@ -322,7 +325,7 @@ def numeric(x: Any, owner: str, name: str = "input") -> np.ndarray:
                 "several inputs go in a tuple or dict of arrays"
             ) from None
     kind = a.dtype.kind
-    if kind in "biu" or a.dtype in FLOATS:
+    if kind in "biu" or a.dtype in FLOAT_SET:
         return a
     raise DTypeError(
         f"{owner}: {name} must be numeric (bool, integer, float32 or float64), "

@@ -16,7 +16,7 @@ from ..record import frozen
 
 def _like(a: np.ndarray) -> np.ndarray:
     """A new uninitialised array of ``a``'s shape and dtype (a 0-d one stays an array)."""
-    return np.empty(np.shape(a), a.dtype)
+    return np.empty(a.shape, a.dtype)
 
 
 def scale(g: np.ndarray, factor: float) -> np.ndarray:

@@ -104,7 +104,7 @@ def _check_pair(p: Any, u: Any, what: str) -> None:
         )
     if p.shape != u.shape:
         raise ShapeError(f"params have shape {p.shape}, {what} have {u.shape}")
-    if u.dtype not in validation.FLOATS:
+    if u.dtype not in validation.FLOAT_SET:
         validation.floating(u, "apply_updates", what)
 
 
