@@ -120,13 +120,14 @@ from .metrics import accuracy, labels, probabilities
 from .optim import update
 from .record import frozen, param, readonly, replace, static
 from .testing import GradientCheckError
-from .traces import LayerTrace, Summary, Trace, summary, trace
+from .traces import LayerTrace, Summary, Trace, diagnostics, summary, trace
 from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
     "ContextLayer",
     "LayerTrace",
     "Summary",
+    "diagnostics",
     "Trace",
     "summary",
     "trace",

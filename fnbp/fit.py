@@ -150,7 +150,8 @@ class History:
     ``time`` (seconds the round took), ``loss`` (the mean training loss over
     the round's steps, each taken on its minibatch *before* that step's update
     and in training mode), the training metrics, and with validation data
-    ``val_loss`` and ``val_<metric>`` measured after the round. Columns:
+    ``val_loss`` and ``val_<metric>`` measured after the round, and whatever the
+    callbacks recorded (``fb.diagnostics``: ``grad_norm/<layer path>`` ...). Columns:
     :meth:`column`, ``train_loss``, ``val_loss``, ``train_metrics``, ``val_metrics``.
 
     ``train_state`` is the :class:`~fnbp.TrainState` that goes with the params
@@ -180,7 +181,7 @@ class History:
 
     def _metrics(self, prefix: str) -> dict[str, tuple[float, ...]]:
         fixed = {"epoch", "step", "time", "loss", "val_loss"}
-        names = [k for r in self.rows for k in r if k not in fixed]
+        names = [k for r in self.rows for k in r if k not in fixed and "/" not in k]
         names = [k[len(prefix) :] for k in dict.fromkeys(names) if k.startswith(prefix)]
         if not prefix:
             names = [k for k in names if not k.startswith("val_")]
@@ -425,9 +426,10 @@ def fit(
     budget is reached), the round's mean training loss and ``metrics`` (e.g.
     ``("accuracy",)``) and, with ``validation=(x_val, y_val)``, the validation
     loss and metrics go into a row of the :class:`History`; each callback is
-    then called as ``callback(train_state, logs)`` with a copy of the row, and
-    returning True stops training. With ``patience``, training stops after that
-    many rounds without an improvement of ``monitor`` (default ``"val_loss"``,
+    then called as ``callback(train_state, logs)`` with a copy of the row:
+    returning True stops training, returning a dict of numbers adds them to the
+    row (``fb.diagnostics`` records per-layer gradient norms this way). With
+    ``patience``, training stops after that many rounds without an improvement of ``monitor`` (default ``"val_loss"``,
     or ``"loss"`` without validation data) by more than ``min_delta``; ``mode``
     is ``"min"``, ``"max"`` or ``"auto"`` (max for accuracies). Then (or with
     ``restore_best=True``) the best round's params are returned, with its
@@ -566,7 +568,12 @@ def _loop(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{logs.get('loss', math.nan):.4g}")
-        stop = any([cb(ts, dict(logs)) is True for cb in callbacks])
+        stop = False
+        for cb in callbacks:  # each sees a copy; a dict it returns joins the row
+            out = cb(ts, dict(logs))
+            if isinstance(out, Mapping):
+                logs.update(_recorded(out))
+            stop = stop or out is True
         in_epoch = int(ts.epoch) - 1 if epoch_end else int(ts.epoch)
         best, since_best = _track(stopper, logs, ts, in_epoch, best, since_best)
         stopped = stopper.patience is not None and 0 < since_best and since_best >= stopper.patience
@@ -574,6 +581,16 @@ def _loop(
             break
     chosen = best[1] if stopper.restore and best[0] is not None else ts
     return chosen.params, History(tuple(rows), best[2], stopped, chosen, ts)
+
+
+def _recorded(values: Mapping) -> dict[str, float]:
+    """A callback's values for the History row: names to numbers."""
+    out = {}
+    for name, value in values.items():
+        if not isinstance(name, str):
+            raise fail("fit", "a callback's returned dict", "str keys", name)
+        out[name] = float(value)
+    return out
 
 
 def _track(

@@ -32,7 +32,7 @@ from . import random, tree
 from .core import OBSERVER, Context, Pullback, as_input, init_state, vjp_ctx
 from .validation import check_int, fail
 
-__all__ = ["LayerTrace", "Trace", "trace", "Summary", "summary"]
+__all__ = ["LayerTrace", "Trace", "trace", "Summary", "summary", "diagnostics"]
 
 
 @attrs.frozen
@@ -280,3 +280,67 @@ def summary(net: Any, input_shape: tuple[int, ...], *, dtype: Any = None) -> Sum
         total, total_bytes = total + count, total_bytes + nbytes
         rows.append((_name(t), _brief(t.layer, inner), _shape(t.y, "N"), shapes, count, nbytes))
     return Summary(tuple(rows), total, total_bytes)
+
+
+_DEAD = ("ReLU", "LeakyReLU", "ELU", "GELU", "SiLU")  # units that can stop passing gradient
+_SATURATING = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0)}
+
+
+def _leaf_rows(t: Trace) -> list[LayerTrace]:
+    """The innermost layers: those that hold their own arrays or compute themselves."""
+    return [lt for lt, inner in zip(t.layers, _inner(t.layers), strict=True) if not inner]
+
+
+def _activity(lt: LayerTrace) -> dict[str, float]:
+    """Dead-unit and saturation fractions of one activation layer's output."""
+    name, y = type(lt.layer).__name__, lt.y
+    if type(y) is not np.ndarray or y.ndim < 2:
+        return {}
+    if name in _DEAD:
+        units = (y > 0).reshape(-1, y.shape[-1]).any(axis=0)
+        return {f"dead/{lt.path}": float(1.0 - units.mean())}
+    if name in _SATURATING:
+        low, high = _SATURATING[name]
+        near = (y - low < 0.01 * (high - low)) | (high - y < 0.01 * (high - low))
+        return {f"saturated/{lt.path}": float(near.mean())}
+    return {}
+
+
+def diagnostics(loss: Any, x: Any, y: Any) -> Any:
+    """A ``fit`` callback that records, after every round, how each layer is doing.
+
+    On the probe batch ``(x, y)`` (in inference, with the run's model state) it
+    traces one step and adds to the History row, for each layer by its path:
+
+    * ``grad_norm/<path>``: the norm of the layer's parameter gradient;
+    * ``update_norm/<path>``: the norm of how far its params moved since the
+      previous round (from the second round on);
+    * ``dead/<path>``, for ReLU-like activations: the fraction of units that are
+      never positive on the probe batch (they pass no gradient);
+    * ``saturated/<path>``, for Sigmoid and Tanh: the fraction of outputs within
+      1% of their limits (where the derivative vanishes).
+
+    ``history.column("grad_norm/layers[0]")`` is then a curve over training;
+    ``fnbp.plot.layer_norms(history)`` draws them.
+    """
+    before: dict[str, Any] = {}
+
+    def callback(ts: Any, logs: dict) -> dict[str, float]:
+        t = trace(ts.params, x, y, loss, state=ts.model_state)
+        out: dict[str, float] = {}
+        for lt in _leaf_rows(t):
+            params = tree.leaves(lt.layer)
+            if params:
+                out[f"grad_norm/{lt.path}"] = tree.global_norm(tree.leaves(lt.grads))
+                old = before.get(lt.path)
+                if old is not None:
+                    moved = [
+                        np.subtract(a, b, dtype=np.float64)
+                        for a, b in zip(params, old, strict=True)
+                    ]
+                    out[f"update_norm/{lt.path}"] = tree.global_norm(moved)
+                before[lt.path] = params
+            out.update(_activity(lt))
+        return out
+
+    return callback

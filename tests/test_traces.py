@@ -101,3 +101,53 @@ def test_tracing_leaves_nothing_behind():
     with pytest.raises(fb.ShapeError):
         fb.trace(net, np.ones((5, 3)))
     assert fb.core.OBSERVER.get() is None
+
+
+def _fit_with(callbacks, epochs=3):
+    x, lab = fb.datasets.two_moons(fb.random.key(1), 120, noise=0.1, dtype=np.float32)
+    net = fb.Serial(
+        (
+            fb.Dense.init(fb.random.key(0), 2, 8),
+            fb.ReLU(),
+            fb.Dense.init(fb.random.key(3), 8, 1),
+            fb.Sigmoid(),
+        )
+    )
+    y = lab[:, None].astype(np.float32)
+    return fb.fit(
+        net,
+        fb.binary_cross_entropy,
+        x,
+        y,
+        optimizer=fb.optim.adam(1e-2),
+        epochs=epochs,
+        batch_size=32,
+        key=fb.random.key(2),
+        callbacks=callbacks,
+        progress=False,
+    ), (x, y)
+
+
+def test_diagnostics_record_per_layer_norms_and_activity_in_the_history():
+    x, lab = fb.datasets.two_moons(fb.random.key(1), 120, noise=0.1, dtype=np.float32)
+    probe = (x[:40], lab[:40, None].astype(np.float32))
+    (params, h), _ = _fit_with([fb.diagnostics(fb.binary_cross_entropy, *probe)])
+    assert len(h.column("grad_norm/layers[0]")) == 3 and len(h.column("update_norm/layers[2]")) == 2
+    assert all(0.0 <= v <= 1.0 for v in h.column("dead/layers[1]"))
+    assert all(0.0 <= v <= 1.0 for v in h.column("saturated/layers[3]"))
+    t = fb.trace(params, *probe[:1], probe[1], fb.binary_cross_entropy)
+    assert h.column("grad_norm/layers[0]")[-1] == pytest.approx(
+        fb.tree.global_norm(t["layers[0]"].grads)
+    )
+    assert "grad_norm/layers[0]" not in h.train_metrics  # diagnostics are not metrics
+
+
+def test_a_callback_may_add_numbers_to_the_row_but_not_rewrite_it():
+    def extra(ts, logs):
+        logs["loss"] = -1.0  # a copy: the History keeps its own
+        return {"twice_the_step": 2 * int(ts.step)}
+
+    (_, h), _ = _fit_with([extra], epochs=2)
+    assert h.column("twice_the_step") == (8.0, 16.0) and all(v > 0 for v in h.train_loss)
+    with pytest.raises(ValueError, match="str keys"):
+        _fit_with([lambda ts, logs: {1: 2.0}], epochs=1)
