@@ -429,8 +429,9 @@ def fit(
     then called as ``callback(train_state, logs)`` with a copy of the row:
     returning True stops training, returning a dict of numbers adds them to the
     row (``fb.diagnostics`` records per-layer gradient norms this way). With
-    ``patience``, training stops after that many rounds without an improvement of ``monitor`` (default ``"val_loss"``,
-    or ``"loss"`` without validation data) by more than ``min_delta``; ``mode``
+    ``patience``, training stops after that many rounds without an improvement
+    of ``monitor`` (default ``"val_loss"``, or ``"loss"`` without validation
+    data) by more than ``min_delta``; ``mode``
     is ``"min"``, ``"max"`` or ``"auto"`` (max for accuracies). Then (or with
     ``restore_best=True``) the best round's params are returned, with its
     whole TrainState in ``history.train_state``. ``history`` is the History of
