@@ -82,6 +82,11 @@ def dense(n_in: int, n_out: int, seed: int = 0) -> Callable[[np.dtype], Any]:
     return lambda dtype: fb.Dense.init(_key(seed), n_in, n_out, dtype=dtype)
 
 
+def dense_init(init: str, seed: int = 0) -> Callable[[np.dtype], Any]:
+    """A Dense drawn by a framework's scheme (its bias is random already under "torch")."""
+    return lambda dtype: fb.Dense.init(_key(seed), 3, 4, init=init, dtype=dtype)
+
+
 def _bias(layer: Any, seed: int) -> Any:
     """``layer`` with a random bias (fresh layers have b = 0, which hides bias mistakes)."""
     b = fb.random.normal(_key(seed + 100), layer.b.shape, dtype=layer.b.dtype)
@@ -159,4 +164,7 @@ CASES: list[Case] = [
     Case("Residual", _residual, uniform(3, 4)),
     Case("Parallel(concat)", _parallel("concat"), uniform(3, 3)),
     Case("Parallel(sum)", _parallel("sum"), uniform(3, 3)),
+    Case("Dense(init=torch)", dense_init("torch"), uniform(5, 3)),
+    Case("Conv1D(init=torch)", _conv(fb.Conv1D, 2, 3, 3, init="torch"), uniform(2, 5, 2)),
+    Case("Conv2D(init=keras)", _conv(fb.Conv2D, 2, 2, 2, init="keras"), uniform(2, 3, 3, 2)),
 ]
