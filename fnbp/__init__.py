@@ -80,6 +80,7 @@ from .layers import (
     MaxPool2D,
     Parallel,
     ReLU,
+    Reshape,
     Residual,
     Serial,
     Sigmoid,
@@ -109,6 +110,7 @@ from .testing import GradientCheckError
 from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
+    "Reshape",
     "ContextLayer",
     "FUSIONS",
     "GradientCheckError",

@@ -164,6 +164,7 @@ CASES: list[Case] = [
     Case("Residual", _residual, uniform(3, 4)),
     Case("Parallel(concat)", _parallel("concat"), uniform(3, 3)),
     Case("Parallel(sum)", _parallel("sum"), uniform(3, 3)),
+    Case("Reshape", lambda dt: fb.Reshape((2, -1)), uniform(2, 3, 4)),
     Case("Dense(init=torch)", dense_init("torch"), uniform(5, 3)),
     Case("Conv1D(init=torch)", _conv(fb.Conv1D, 2, 3, 3, init="torch"), uniform(2, 5, 2)),
     Case("Conv2D(init=keras)", _conv(fb.Conv2D, 2, 2, 2, init="keras"), uniform(2, 3, 3, 2)),

@@ -20,10 +20,11 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
-from .reshape import Flatten
+from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
 
 __all__ = [
+    "Reshape",
     "ELU",
     "GELU",
     "Parallel",
