@@ -61,6 +61,7 @@ from .fit import History, evaluate, fit, predict
 from .layers import (
     ELU,
     GELU,
+    Attention,
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
@@ -78,6 +79,7 @@ from .layers import (
     LogSoftmax,
     MaxPool1D,
     MaxPool2D,
+    MultiHeadAttention,
     Parallel,
     ReLU,
     Reshape,
@@ -88,6 +90,8 @@ from .layers import (
     Softmax,
     Softplus,
     Tanh,
+    attention,
+    attention_vjp,
     mlp,
 )
 from .losses import (
@@ -110,6 +114,10 @@ from .testing import GradientCheckError
 from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
+    "Attention",
+    "MultiHeadAttention",
+    "attention",
+    "attention_vjp",
     "Reshape",
     "ContextLayer",
     "FUSIONS",

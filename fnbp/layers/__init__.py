@@ -13,6 +13,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .attention import Attention, MultiHeadAttention, attention, attention_vjp
 from .combinators import Parallel, Residual
 from .conv import Conv1D, Conv2D
 from .dense import Dense
@@ -24,6 +25,10 @@ from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
 
 __all__ = [
+    "Attention",
+    "MultiHeadAttention",
+    "attention",
+    "attention_vjp",
     "Reshape",
     "ELU",
     "GELU",
