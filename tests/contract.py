@@ -155,6 +155,10 @@ def _mha(d: int, heads: int, causal: bool = False) -> Callable[[np.dtype], Any]:
     return build
 
 
+def _positions(dtype: np.dtype) -> Any:
+    return fb.PositionalEmbedding.init(_key(12), 5, 3, std=0.5, dtype=dtype)
+
+
 CASES: list[Case] = [
     Case("Dense", lambda dt: _bias(dense(3, 4)(dt), 0), uniform(5, 3)),
     Case("Dense(N,T,F)", lambda dt: _bias(dense(3, 2)(dt), 0), uniform(2, 4, 3)),
@@ -218,4 +222,6 @@ CASES: list[Case] = [
     Case("MHA(cross)", _mha(4, 2), sources([[1, 0, 1], [1, 1, 1]], q=(2, 2, 4), kv=(2, 3, 4))),
     Case("MHA(q,k,v)", _mha(6, 3), sources(q=(2, 2, 6), k=(2, 3, 6), v=(2, 3, 6))),
     Case("MHA(N=1,T=1,causal)", _mha(4, 1, causal=True), uniform(1, 1, 4)),
+    Case("PositionalEmbedding", _positions, uniform(2, 4, 3)),
+    Case("SinusoidalPositions", lambda dt: fb.SinusoidalPositions(), uniform(2, 4, 5)),
 ]

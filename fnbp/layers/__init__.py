@@ -21,6 +21,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
+from .positional import PositionalEmbedding, SinusoidalPositions
 from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
 
@@ -29,6 +30,8 @@ __all__ = [
     "MultiHeadAttention",
     "attention",
     "attention_vjp",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
     "Reshape",
     "ELU",
     "GELU",
