@@ -19,8 +19,9 @@ The map of the house. A module imports only from the lines above it::
     core                        the layer protocol, Context, forward / vjp / backward over trees
     initializers                seeded weight initializers
     layers/                     one file per family: dense, activations, conv (and its window
-                                geometry, shared with pool), norm, dropout, embedding, reshape;
-                                the combinators serial and combinators (Residual, Parallel)
+                                geometry, shared with pool), norm, dropout, embedding, reshape,
+                                attention, positional; the combinators serial and combinators
+                                (Residual, Parallel); transformer (blocks built from them)
     losses, metrics             numeric losses (no layer imports); accuracy and labels
     optim/                      optimizers as (init, update) pairs: _leaf (the math), base
                                 (chain, apply_updates, fb.update), transforms, alias, schedules
@@ -95,6 +96,8 @@ from .layers import (
     attention,
     attention_vjp,
     mlp,
+    transformer_block,
+    transformer_lm,
 )
 from .losses import (
     BinaryCrossEntropy,
@@ -123,6 +126,8 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositions",
     "Reshape",
+    "transformer_block",
+    "transformer_lm",
     "ContextLayer",
     "FUSIONS",
     "GradientCheckError",

@@ -24,6 +24,7 @@ from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 from .positional import PositionalEmbedding, SinusoidalPositions
 from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
+from .transformer import transformer_block, transformer_lm
 
 __all__ = [
     "Attention",
@@ -33,6 +34,8 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositions",
     "Reshape",
+    "transformer_block",
+    "transformer_lm",
     "ELU",
     "GELU",
     "Parallel",
