@@ -108,8 +108,10 @@ def test_attention_function_checks_shapes_and_dtypes(make):
         fb.attention(q, make(2, 3, 5), make(2, 3, 5))
     with pytest.raises(fb.DTypeError, match="one dtype, got float64, float32 and float64"):
         fb.attention(q, q.astype(np.float32), q)
-    with pytest.raises(fb.ShapeError, match="Tk >= 1"):
+    with pytest.raises(fb.ShapeError, match="Tk, d >= 1"):
         fb.attention(q, make(2, 0, 4), make(2, 0, 4))
+    with pytest.raises(fb.ShapeError, match="one size d >= 1"):
+        fb.forward(fb.Attention(), (make(2, 3, 0), make(2, 3, 0), make(2, 3, 1)))
 
 
 # ----------------------------------------------------------------------------- masks
