@@ -48,6 +48,16 @@ def test_language_model_is_causal_and_checks_its_length():
         fb.forward(lm, np.zeros((1, 7), int))
 
 
+def test_language_model_gradients_and_checkpoint(tmp_path):
+    lm = fb.transformer_lm(fb.random.key(2), 5, 4, 4, 2, 1, d_ff=6, dtype=np.float64)
+    ids = np.random.default_rng(0).integers(0, 5, (2, 4))
+    report = fb.testing.check_grads(lm, ids, mode="projection")
+    assert len(report.errors) == len(fb.tree.leaves(lm))  # ids are not differentiable
+    fb.checkpoint.save(tmp_path / "lm", lm)
+    loaded = fb.checkpoint.load(tmp_path / "lm.npz", like=lm).tree
+    assert fb.tree.allclose(loaded, lm, rtol=0.0, atol=0.0)
+
+
 def test_language_model_learns_to_copy_from_two_positions_back():
     vocab, length, n = 6, 9, 32
     rng = np.random.default_rng(0)
