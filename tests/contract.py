@@ -216,7 +216,7 @@ CASES: list[Case] = [
         sources([[1, 0, 1, 1, 0], [0, 1, 1, 1, 1]], q=(2, 3, 4), k=(2, 5, 4), v=(2, 5, 2)),
     ),
     Case(  # sample 0: query 0 sees nothing (causal, key 0 padded); sample 1: no key at all
-        "Attention(fully masked rows)",
+        "Attention(fully-masked-rows)",
         lambda dt: fb.Attention(causal=True),
         sources([[0, 1, 1, 1], [0, 0, 0, 0]], x=(2, 4, 3)),
     ),
