@@ -19,8 +19,9 @@ The map of the house. A module imports only from the lines above it::
     core                        the layer protocol, Context, forward / vjp / backward over trees
     initializers                seeded weight initializers
     layers/                     one file per family: dense, activations, conv (and its window
-                                geometry, shared with pool), norm, dropout, embedding, reshape;
-                                the combinators serial and combinators (Residual, Parallel)
+                                geometry, shared with pool), norm, dropout, embedding, reshape,
+                                attention, positional; the combinators serial and combinators
+                                (Residual, Parallel); transformer (blocks built from them)
     losses, metrics             numeric losses (no layer imports); accuracy and labels
     optim/                      optimizers as (init, update) pairs: _leaf (the math), base
                                 (chain, apply_updates, fb.update), transforms, alias, schedules
@@ -75,6 +76,7 @@ from .fit import History, evaluate, fit, predict
 from .layers import (
     ELU,
     GELU,
+    Attention,
     AvgPool1D,
     AvgPool2D,
     BatchNorm,
@@ -92,16 +94,24 @@ from .layers import (
     LogSoftmax,
     MaxPool1D,
     MaxPool2D,
+    MultiHeadAttention,
     Parallel,
+    PositionalEmbedding,
     ReLU,
+    Reshape,
     Residual,
     Serial,
     Sigmoid,
     SiLU,
+    SinusoidalPositions,
     Softmax,
     Softplus,
     Tanh,
+    attention,
+    attention_vjp,
     mlp,
+    transformer_block,
+    transformer_lm,
 )
 from .losses import (
     BinaryCrossEntropy,
@@ -124,6 +134,15 @@ from .traces import LayerTrace, Summary, Trace, diagnostics, summary, trace
 from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
 
 __all__ = [
+    "Attention",
+    "MultiHeadAttention",
+    "attention",
+    "attention_vjp",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "Reshape",
+    "transformer_block",
+    "transformer_lm",
     "ContextLayer",
     "LayerTrace",
     "Summary",

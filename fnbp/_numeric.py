@@ -110,3 +110,25 @@ def row_sums(a: np.ndarray) -> np.ndarray:
     product: 4-6x faster for short rows such as 10 class scores."""
     sums = a.dot(ones(a.shape[-1], a.dtype)) if a.ndim == 2 else a @ ones(a.shape[-1], a.dtype)
     return sums[..., None]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """``exp(x - max) / sum(exp(x - max))`` over the last axis, in a new array.
+
+    The row maximum is subtracted first, so nothing overflows; entries far
+    below it (the dtype's minimum in a masked attention row) give exactly 0
+    through :func:`exp_cut`, without an underflow signal.
+    """
+    y = exp_cut(np.subtract(x, x.max(axis=-1, keepdims=True)))
+    y /= row_sums(y)
+    return y
+
+
+def softmax_grad(y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``y * (g - sum(g * y))`` over the last axis: the softmax's backward pass from its
+    output ``y``, never the Jacobian; a new array."""
+    g_x = np.multiply(g, y)
+    dot = row_sums(g_x)
+    np.subtract(g, dot, out=g_x)
+    g_x *= y
+    return g_x

@@ -82,6 +82,11 @@ def dense(n_in: int, n_out: int, seed: int = 0) -> Callable[[np.dtype], Any]:
     return lambda dtype: fb.Dense.init(_key(seed), n_in, n_out, dtype=dtype)
 
 
+def dense_init(init: str, seed: int = 0) -> Callable[[np.dtype], Any]:
+    """A Dense drawn by a framework's scheme (its bias is random already under "torch")."""
+    return lambda dtype: fb.Dense.init(_key(seed), 3, 4, init=init, dtype=dtype)
+
+
 def _bias(layer: Any, seed: int) -> Any:
     """``layer`` with a random bias (fresh layers have b = 0, which hides bias mistakes)."""
     b = fb.random.normal(_key(seed + 100), layer.b.shape, dtype=layer.b.dtype)
@@ -122,6 +127,42 @@ def _embedding(dtype: np.dtype) -> Any:
     return fb.Embedding.init(_key(7), 5, 3, dtype=dtype)
 
 
+def sources(
+    mask: list[list[bool]] | None = None, **shapes: tuple[int, ...]
+) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """An attention input: a dict of uniform arrays of the given shapes (and a bool mask)."""
+
+    def draw(rng: np.random.Generator, dtype: np.dtype) -> Tree:
+        x = {name: uniform(*shape)(rng, dtype) for name, shape in shapes.items()}
+        return x if mask is None else {**x, "mask": np.array(mask, bool)}
+
+    return draw
+
+
+def tuple_of(*draws: Callable[[np.random.Generator, np.dtype], Tree]) -> Callable:
+    """An input that is a tuple of the given draws, as ``(q, k, v)``."""
+    return lambda rng, dtype: tuple(draw(rng, dtype) for draw in draws)
+
+
+def _mha(d: int, heads: int, causal: bool = False) -> Callable[[np.dtype], Any]:
+    def build(dtype: np.dtype) -> Any:
+        layer = fb.MultiHeadAttention.init(_key(8), d, heads, causal=causal, dtype=dtype)
+        biases = {
+            f"b_{r}": 0.1 * fb.random.normal(_key(9 + i), (d,), dtype) for i, r in enumerate("qkvo")
+        }
+        return attrs.evolve(layer, **biases)
+
+    return build
+
+
+def _block(dtype: np.dtype) -> Any:
+    return fb.transformer_block(_key(10), 3, 3, 4, dtype=dtype)
+
+
+def _positions(dtype: np.dtype) -> Any:
+    return fb.PositionalEmbedding.init(_key(12), 5, 3, std=0.5, dtype=dtype)
+
+
 CASES: list[Case] = [
     Case("Dense", lambda dt: _bias(dense(3, 4)(dt), 0), uniform(5, 3)),
     Case("Dense(N,T,F)", lambda dt: _bias(dense(3, 2)(dt), 0), uniform(2, 4, 3)),
@@ -159,4 +200,33 @@ CASES: list[Case] = [
     Case("Residual", _residual, uniform(3, 4)),
     Case("Parallel(concat)", _parallel("concat"), uniform(3, 3)),
     Case("Parallel(sum)", _parallel("sum"), uniform(3, 3)),
+    Case("Reshape", lambda dt: fb.Reshape((2, -1)), uniform(2, 3, 4)),
+    Case("Dense(init=torch)", dense_init("torch"), uniform(5, 3)),
+    Case("Conv1D(init=torch)", _conv(fb.Conv1D, 2, 3, 3, init="torch"), uniform(2, 5, 2)),
+    Case("Conv2D(init=keras)", _conv(fb.Conv2D, 2, 2, 2, init="keras"), uniform(2, 3, 3, 2)),
+    Case(
+        "Attention(q,k,v)",
+        lambda dt: fb.Attention(),
+        tuple_of(uniform(2, 3, 4), uniform(2, 5, 4), uniform(2, 5, 3)),
+    ),
+    Case("Attention(causal)", lambda dt: fb.Attention(causal=True), uniform(2, 4, 3)),
+    Case(
+        "Attention(mask)",
+        lambda dt: fb.Attention(),
+        sources([[1, 0, 1, 1, 0], [0, 1, 1, 1, 1]], q=(2, 3, 4), k=(2, 5, 4), v=(2, 5, 2)),
+    ),
+    Case(  # sample 0: query 0 sees nothing (causal, key 0 padded); sample 1: no key at all
+        "Attention(fully-masked-rows)",
+        lambda dt: fb.Attention(causal=True),
+        sources([[0, 1, 1, 1], [0, 0, 0, 0]], x=(2, 4, 3)),
+    ),
+    Case("Attention(N=1,T=1)", lambda dt: fb.Attention(), uniform(1, 1, 3)),
+    Case("MHA(self)", _mha(4, 2), uniform(2, 3, 4)),
+    Case("MHA(causal,mask)", _mha(4, 2, causal=True), sources([[1, 1, 0], [0, 1, 1]], x=(2, 3, 4))),
+    Case("MHA(cross)", _mha(4, 2), sources([[1, 0, 1], [1, 1, 1]], q=(2, 2, 4), kv=(2, 3, 4))),
+    Case("MHA(q,k,v)", _mha(6, 3), sources(q=(2, 2, 6), k=(2, 3, 6), v=(2, 3, 6))),
+    Case("MHA(N=1,T=1,causal)", _mha(4, 1, causal=True), uniform(1, 1, 4)),
+    Case("PositionalEmbedding", _positions, uniform(2, 4, 3)),
+    Case("SinusoidalPositions", lambda dt: fb.SinusoidalPositions(), uniform(2, 4, 5)),
+    Case("transformer_block", _block, uniform(2, 3, 3)),
 ]

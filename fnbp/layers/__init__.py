@@ -13,6 +13,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .attention import Attention, MultiHeadAttention, attention, attention_vjp
 from .combinators import Parallel, Residual
 from .conv import Conv1D, Conv2D
 from .dense import Dense
@@ -20,10 +21,21 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
-from .reshape import Flatten
+from .positional import PositionalEmbedding, SinusoidalPositions
+from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
+from .transformer import transformer_block, transformer_lm
 
 __all__ = [
+    "Attention",
+    "MultiHeadAttention",
+    "attention",
+    "attention_vjp",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "Reshape",
+    "transformer_block",
+    "transformer_lm",
     "ELU",
     "GELU",
     "Parallel",

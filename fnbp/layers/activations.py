@@ -14,7 +14,17 @@ import attrs
 import numpy as np
 
 from .. import validation
-from .._numeric import exp_cut, exp_cutoff, relu, row_sums, sigmoid, sigmoid_grad, softplus
+from .._numeric import (
+    exp_cut,
+    exp_cutoff,
+    relu,
+    row_sums,
+    sigmoid,
+    sigmoid_grad,
+    softmax,
+    softmax_grad,
+    softplus,
+)
 from ..core import Layer
 from ..record import static
 
@@ -167,16 +177,10 @@ class Softmax(_Activation):
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """Softmax over the last axis, the row maximum subtracted first."""
-        y = exp_cut(_shifted(x))
-        y /= row_sums(y)
-        return y
+        return softmax(x)
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
-        g_x = np.multiply(g_y, y)
-        dot = row_sums(g_x)
-        np.subtract(g_y, dot, out=g_x)
-        g_x *= y
-        return g_x
+        return softmax_grad(y, g_y)
 
 
 @attrs.frozen

@@ -51,6 +51,7 @@ from .. import initializers, random, validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import array_repr, frozen, param, static
+from . import _interop
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -198,6 +199,7 @@ class _Conv(Layer):
         out_channels: int,
         kernel_size: int | Sequence[int],
         init: str | Callable,
+        bias_init: str | Callable | None,
         dtype: DTypeLike,
         **statics: Any,
     ) -> Any:
@@ -207,9 +209,31 @@ class _Conv(Layer):
         in_channels = validation.check_int(owner, "in_channels", in_channels, low=1)
         out_channels = validation.check_int(owner, "out_channels", out_channels, low=1)
         validation.check_size(owner, "W", math.prod(kernel) * in_channels * out_channels)
-        W = initializers.get(init)(key, (*kernel, in_channels, out_channels), dtype)
+        draw_W, draw_b = initializers.resolve(init, bias_init)
+        W = draw_W(key, (*kernel, in_channels, out_channels), dtype)
+        fan_in = math.prod(kernel) * in_channels
         make: Any = cls  # an attrs subclass (Conv1D, Conv2D) with W, b and the statics
-        return make(W, np.zeros(out_channels, dtype), **statics)
+        return make(W, draw_b(random.fold_in(key, 1), (out_channels,), dtype, fan_in), **statics)
+
+    @classmethod
+    def from_torch(cls, weight: Any, bias: Any = None, **statics: Any) -> Any:
+        """The layer of a PyTorch ``nn.Conv1d`` / ``nn.Conv2d`` (``groups=1, dilation=1``).
+
+        PyTorch's kernel ``(C_out, C_in, *kernel)`` becomes fnbp's
+        ``(*kernel, C_in, C_out)``: ``W = weight.transpose(2, 1, 0)`` for Conv1D,
+        ``weight.transpose(2, 3, 1, 0)`` for Conv2D; ``bias`` ``(C_out,)`` is kept
+        (None is zeros). ``stride`` and ``padding`` are given as keywords and mean
+        what PyTorch's do (an int pads every side; ``"same"`` at stride 1 puts the odd
+        pixel at the end, as PyTorch does). PyTorch's inputs are channels-first:
+        ``x_fnbp = x_torch.transpose(0, 2, 1)`` (1-D) or ``(0, 2, 3, 1)`` (2-D).
+        (A Keras kernel is already ``(*kernel, C_in, C_out)``: ``Conv2D(kernel, bias)``.)
+        """
+        owner, d = f"{cls.__name__}.from_torch", cls._NDIM
+        layout = f"(C_out, C_in, {_KERNEL_AXES[d]})"
+        weight = _interop.weight(owner, "weight", weight, d + 2, layout)
+        b = _interop.bias(owner, "bias", bias, weight.shape[0], weight.dtype)
+        make: Any = cls
+        return make(_interop.transposed(weight, (*range(2, d + 2), 1, 0)), b, **statics)
 
     def _describe(self) -> str:
         name = type(self).__name__
@@ -336,16 +360,28 @@ class Conv1D(_Conv):
         stride: int | Sequence[int] = 1,
         padding: Any = "valid",
         init: str | Callable = "glorot_uniform",
+        bias_init: str | Callable | None = None,
         dtype: DTypeLike = np.float32,
     ) -> Conv1D:
-        """A new layer: ``W`` of shape ``(kw, C_in, C_out)`` drawn by ``init``, ``b = 0``.
+        """A new layer: ``W`` of shape ``(kw, C_in, C_out)`` drawn by ``init``, ``b`` by
+        ``bias_init`` (zeros by default).
 
         ``init`` is a name from :mod:`fnbp.initializers` (``"glorot_uniform"``,
-        ``"he_normal"``, ...) or a function ``(key, shape, dtype) -> array``; it
-        sees ``fan_in = kw * C_in`` and ``fan_out = kw * C_out``.
+        ``"he_normal"``, ...), a function ``(key, shape, dtype) -> array``, or a
+        scheme choosing both: ``"torch"`` (``nn.Conv1d``'s U(+-1/sqrt(fan_in)) for
+        ``W`` and ``b``) or ``"keras"``. It sees ``fan_in = kw * C_in`` and
+        ``fan_out = kw * C_out``. ``bias_init`` as for :meth:`Dense.init`.
         """
         return cls._init(
-            key, in_channels, out_channels, kernel_size, init, dtype, stride=stride, padding=padding
+            key,
+            in_channels,
+            out_channels,
+            kernel_size,
+            init,
+            bias_init,
+            dtype,
+            stride=stride,
+            padding=padding,
         )
 
 
@@ -388,15 +424,27 @@ class Conv2D(_Conv):
         stride: int | Sequence[int] = 1,
         padding: Any = "valid",
         init: str | Callable = "glorot_uniform",
+        bias_init: str | Callable | None = None,
         dtype: DTypeLike = np.float32,
     ) -> Conv2D:
-        """A new layer: ``W`` of shape ``(kh, kw, C_in, C_out)`` drawn by ``init``, ``b = 0``.
+        """A new layer: ``W`` of shape ``(kh, kw, C_in, C_out)`` drawn by ``init``, ``b`` by
+        ``bias_init`` (zeros by default).
 
         ``kernel_size`` is an int (square) or ``(kh, kw)``. ``init`` is a name from
-        :mod:`fnbp.initializers` (``"glorot_uniform"``, ``"he_normal"``, ...) or a
-        function ``(key, shape, dtype) -> array``; it sees
-        ``fan_in = kh * kw * C_in`` and ``fan_out = kh * kw * C_out``.
+        :mod:`fnbp.initializers` (``"glorot_uniform"``, ``"he_normal"``, ...), a
+        function ``(key, shape, dtype) -> array``, or a scheme choosing both:
+        ``"torch"`` (``nn.Conv2d``'s U(+-1/sqrt(fan_in)) for ``W`` and ``b``) or
+        ``"keras"``. It sees ``fan_in = kh * kw * C_in`` and
+        ``fan_out = kh * kw * C_out``. ``bias_init`` as for :meth:`Dense.init`.
         """
         return cls._init(
-            key, in_channels, out_channels, kernel_size, init, dtype, stride=stride, padding=padding
+            key,
+            in_channels,
+            out_channels,
+            kernel_size,
+            init,
+            bias_init,
+            dtype,
+            stride=stride,
+            padding=padding,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -13,6 +15,7 @@ from .._numeric import ones
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import array_repr, frozen, param
+from . import _interop
 
 
 @attrs.frozen
@@ -40,20 +43,50 @@ class Dense(Layer):
         out_size: int,
         *,
         init: str | Callable = "glorot_uniform",
+        bias_init: str | Callable | None = None,
         dtype: DTypeLike = np.float32,
     ) -> Dense:
-        """A new layer: ``W`` drawn by ``init`` from ``key`` and ``b = 0``.
+        """A new layer: ``W`` drawn by ``init`` from ``key``, ``b`` by ``bias_init``.
 
         ``init`` is a name from :mod:`fnbp.initializers` (``"glorot_uniform"``,
         ``"he_normal"``, ``"small_normal"`` for the notebook's ``0.01 * N(0, 1)``,
-        ...) or a function ``(key, shape, dtype) -> array``.
+        ...), a function ``(key, shape, dtype) -> array``, or a framework's
+        scheme choosing both: ``"torch"`` (``torch.nn.Linear``'s U(+-1/sqrt(in))
+        for ``W`` and ``b``) or ``"keras"`` (glorot_uniform, zero bias).
+        ``bias_init`` (``"zeros"``, ``"torch_bias"`` or a function ``(key, shape,
+        dtype, fan_in) -> array``) overrides the scheme's bias; by default ``b = 0``
+        after a plain weight initializer. ``W`` comes from ``key`` whatever the
+        bias, a random bias from ``fb.random.fold_in(key, 1)``.
         """
         dtype = validation.float_dtype("Dense.init", dtype)
         n_in = validation.check_int("Dense.init", "in_size", in_size, low=1)
         n_out = validation.check_int("Dense.init", "out_size", out_size, low=1)
         validation.check_size("Dense.init", "W", n_in * n_out)
-        W = initializers.get(init)(key, (n_in, n_out), dtype)
-        return cls(W, np.zeros(n_out, dtype))
+        draw_W, draw_b = initializers.resolve(init, bias_init)
+        W = draw_W(key, (n_in, n_out), dtype)
+        return cls(W, draw_b(random.fold_in(key, 1), (n_out,), dtype, n_in))
+
+    @classmethod
+    def from_torch(
+        cls, weight: Any, bias: Any = None, *, flatten_shape: Sequence[int] | None = None
+    ) -> Dense:
+        """The layer of a PyTorch ``nn.Linear``: ``W = weight.T``, ``b = bias``.
+
+        ``weight`` has PyTorch's ``(out, in)`` layout, ``bias`` ``(out,)`` (None,
+        for ``bias=False``, is zeros); pass arrays (``tensor.detach().numpy()``),
+        whose dtype is kept. A Linear that read ``torch.flatten`` of a
+        channels-first feature map ``(C, *spatial)`` numbers its inputs in
+        ``(C, *spatial)`` order, fnbp's ``Flatten`` in ``(*spatial, C)`` order: pass
+        ``flatten_shape=(C, *spatial)`` and the rows of ``W`` are permuted to match.
+        (A Keras ``Dense`` kernel is already ``(in, out)``: ``Dense(kernel, bias)``.)
+        """
+        owner = "Dense.from_torch"
+        weight = _interop.weight(owner, "weight", weight, 2, "(out, in)")
+        b = _interop.bias(owner, "bias", bias, weight.shape[0], weight.dtype)
+        W = _interop.transposed(weight, (1, 0))
+        if flatten_shape is not None:
+            W = _channels_last_rows(owner, W, flatten_shape)
+        return cls(W, b)
 
     def __repr__(self) -> str:
         if np.ndim(self.W) == 2:
@@ -102,3 +135,16 @@ class Dense(Layer):
             return g_x, Dense(g_W, g_b)
 
         return (y if x.ndim == 2 else y.reshape(*x.shape[:-1], -1)), pullback
+
+
+def _channels_last_rows(owner: str, W: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``W`` with its rows, numbered in ``(C, *spatial)`` order, renumbered ``(*spatial, C)``."""
+    shape = validation.check_sequence(owner, "flatten_shape", shape, "ints (C, *spatial)")
+    shape = tuple(validation.check_int(owner, "flatten_shape", n, low=1) for n in shape)
+    if math.prod(shape) != W.shape[0]:
+        raise ShapeError(
+            f"{owner}: flatten_shape {shape} holds {math.prod(shape)} values, but the "
+            f"weight has {W.shape[0]} inputs"
+        )
+    order = (*range(1, len(shape)), 0, len(shape))
+    return np.ascontiguousarray(W.reshape(*shape, -1).transpose(order).reshape(W.shape))

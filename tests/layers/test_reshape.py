@@ -62,3 +62,33 @@ def test_inputs_are_not_modified(make):
     assert not y.flags.writeable  # a view of the read-only input, never written
     pullback(g_y)
     np.testing.assert_array_equal(fb.forward(fb.Flatten(), x.copy()), y)
+
+
+# ----------------------------------------------------------------------------- Reshape
+
+
+def test_reshape_by_hand_and_back():
+    x = np.arange(12.0).reshape(2, 6)
+    y, pullback = fb.vjp(fb.Reshape((3, 2)), x)
+    np.testing.assert_array_equal(y[1], [[6, 7], [8, 9], [10, 11]])
+    g_x, grads = pullback(y * 10)
+    np.testing.assert_array_equal(g_x, x * 10)
+    assert grads == fb.Reshape((3, 2))
+
+
+def test_reshape_infers_one_axis_and_adds_a_channel_axis():
+    assert fb.forward(fb.Reshape((-1, 2)), np.zeros((4, 3, 4))).shape == (4, 6, 2)
+    assert fb.forward(fb.Reshape(-1), np.zeros((4, 3, 4))).shape == (4, 12)
+    signals = np.zeros((5, 16))
+    net = fb.Serial((fb.Reshape((16, 1)), fb.Conv1D.init(fb.random.key(0), 1, 2, 3)))
+    assert fb.forward(net, signals).shape == (5, 14, 2)
+
+
+def test_reshape_errors():
+    with pytest.raises(fb.ShapeError, match=r"Reshape\(4, 2\) cannot reshape .* 6 values"):
+        fb.forward(fb.Reshape((4, 2)), np.zeros((3, 6)))
+    with pytest.raises(fb.ShapeError, match="7 values per sample do not fill"):
+        fb.forward(fb.Reshape((-1, 2)), np.zeros((3, 7)))
+    for bad in [(2, -1, -1), (0, 3), (2.5,), "ab", (True, 2)]:
+        with pytest.raises(ValueError, match="at most one -1"):
+            fb.Reshape(bad)
