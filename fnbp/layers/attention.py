@@ -63,7 +63,7 @@ from .. import initializers, random, validation
 from .._numeric import ones, softmax, softmax_grad
 from ..core import Layer
 from ..errors import DTypeError, ShapeError, StructureError
-from ..record import frozen, param, static
+from ..record import array_repr, frozen, param, static
 from . import _interop
 
 __all__ = ["attend", "attention", "attention_vjp", "Attention", "MultiHeadAttention"]
@@ -406,6 +406,11 @@ class MultiHeadAttention(Layer):
     b_o: np.ndarray = param()
     num_heads: int = static(converter=validation.integer(low=1))
     causal: bool = static(default=False, converter=validation.boolean())
+
+    def __repr__(self) -> str:
+        width = self.W_q.shape[0] if np.ndim(self.W_q) == 2 else array_repr(self.W_q)
+        causal = ", causal" if self.causal else ""
+        return f"MultiHeadAttention({width}, heads={self.num_heads}{causal})"
 
     @classmethod
     def init(

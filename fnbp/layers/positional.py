@@ -25,7 +25,7 @@ from numpy.typing import DTypeLike
 from .. import random, validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
-from ..record import frozen, param, static
+from ..record import array_repr, frozen, param, static
 
 __all__ = ["PositionalEmbedding", "SinusoidalPositions", "sinusoidal_table"]
 
@@ -52,6 +52,11 @@ class PositionalEmbedding(Layer):
     """
 
     table: np.ndarray = param()
+
+    def __repr__(self) -> str:
+        if np.ndim(self.table) == 2:
+            return f"PositionalEmbedding({self.table.shape[0]}, {self.table.shape[1]})"
+        return f"PositionalEmbedding(table={array_repr(self.table)})"
 
     @classmethod
     def init(
