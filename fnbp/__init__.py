@@ -89,6 +89,7 @@ from .layers import (
     Tanh,
     mlp,
 )
+from .layers.recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
 from .losses import (
     BinaryCrossEntropy,
     BinaryCrossEntropyOfSigmoid,
@@ -196,4 +197,9 @@ __all__ = [
     "update",
     "value_and_grad",
     "vjp",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Recurrent",
+    "Bidirectional",
 ]

@@ -20,6 +20,7 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
+from .recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
 from .reshape import Flatten
 from .serial import Serial, mlp
 
@@ -53,4 +54,9 @@ __all__ = [
     "Softplus",
     "Tanh",
     "mlp",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Recurrent",
+    "Bidirectional",
 ]
