@@ -189,7 +189,7 @@ def _recurrent(cls: type, seed: int = 8, **options: Any) -> Callable[[np.dtype],
 
 def _bidirectional(cls: type, combine: str) -> Callable[[np.dtype], Any]:
     def build(dtype: np.dtype) -> Any:
-        make = lambda k: cls.init(k, 2, 3, dtype=dtype)  # noqa: E731
+        make = lambda k: cls.init(k, 2, 2, dtype=dtype)  # noqa: E731
         return fb.Bidirectional.init(_key(9), make, combine=combine)
 
     return build
