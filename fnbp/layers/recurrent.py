@@ -623,41 +623,48 @@ class Recurrent(ContextLayer):
     # ----------------------------------------------------------------- the hoisted loop
 
     def _hoisted(self, seq: _Sequence, ctx: Context) -> tuple:
-        """The loop of a built-in cell: ``xp`` before it, the four products after it."""
-        cell, x, mask = self.cell, seq.x, seq.mask
-        n, steps, _ = x.shape
+        """The loop of a built-in cell: ``xp`` before it, the four products after it.
+
+        Inside, arrays are time-major, ``(T, N, ...)``, so that each step reads and
+        writes contiguous rows; they are transposed once on the way in and out.
+        """
+        cell, mask = self.cell, seq.mask
+        n, steps, _ = seq.x.shape
+        x = np.ascontiguousarray(seq.x.transpose(1, 0, 2))  # (T, N, F)
         try:
             xp = cell.project(x)  # x_t W_i + b_i for every t: one product
         except LocatedError as e:
             raise e.within("cell") from None
+        masks = None if mask is None else np.ascontiguousarray(mask.T)[..., None]  # (T, N, 1)
         order = range(steps - 1, -1, -1) if self.reverse else range(steps)
         before, after = (1, 0) if self.reverse else (0, 1)  # where h_{t-1} and h_t go in hs
         carry = seq.carry
-        hs = np.empty((n, steps + 1, _h(carry).shape[-1]), xp.dtype)
-        hs[:, order[0] + before] = _h(carry)
+        hs = np.empty((steps + 1, n, _h(carry).shape[-1]), xp.dtype)
+        hs[order[0] + before] = _h(carry)
         saved: list[Any] = [None] * steps
         for t in order:
-            m = None if mask is None else mask[:, t, None]
+            m = None if masks is None else masks[t]
             if m is None or m.all():
-                carry, saved[t] = cell.step(xp[:, t], carry)
+                carry, saved[t] = cell.step(xp[t], carry)
             elif m.any():
-                new, saved[t] = cell.step(xp[:, t], carry)
+                new, saved[t] = cell.step(xp[t], carry)
                 carry = _keep(m, new, carry)
-            hs[:, t + after] = _h(carry)  # (a step padded for every sequence changes nothing)
-        h_out, h_prev = hs[:, after : after + steps], hs[:, before : before + steps]
-        y_seq = h_out if mask is None else np.where(mask[..., None], h_out, 0.0)
+            hs[t + after] = _h(carry)  # (a step padded for every sequence changes nothing)
+        h_out, h_prev = hs[after : after + steps], hs[before : before + steps]
+        y_seq = _batch_major(h_out if masks is None else h_out * masks)  # padded outputs: 0
 
         def back(g_out: np.ndarray, g_carry: Any, need_g_x: bool) -> tuple:
             g_carry = _map(np.zeros_like, carry) if g_carry is None else g_carry
-            if not self.return_sequences:
+            if self.return_sequences:
+                g_seq = np.array(g_out.transpose(1, 0, 2), order="C")  # a copy: ours to write
+                g_seq = g_seq if masks is None else np.multiply(g_seq, masks, out=g_seq)
+            else:
                 g_carry = _add_h(g_carry, g_out)
             g_xp, g_hp = np.empty_like(xp), None
             for t in reversed(order):
-                m = None if mask is None else mask[:, t, None]
+                m = None if masks is None else masks[t]
                 if self.return_sequences:
-                    g_carry = _add_h(
-                        g_carry, g_out[:, t] if m is None else np.where(m, g_out[:, t], 0.0)
-                    )
+                    g_carry = _add_h(g_carry, g_seq[t])
                 if m is None or m.all():
                     g_xp_t, g_hp_t, g_carry = cell.step_back(g_carry, saved[t])
                 elif m.any():
@@ -666,14 +673,14 @@ class Recurrent(ContextLayer):
                     g_carry = _map(lambda p, g, m=m: np.where(m, p, g), g_prev, g_carry)
                 else:
                     g_xp_t = g_hp_t = 0.0
-                g_xp[:, t] = g_xp_t
+                g_xp[t] = g_xp_t
                 if g_hp_t is not g_xp_t or g_hp is not None:
                     g_hp = np.zeros_like(xp) if g_hp is None else g_hp
-                    g_hp[:, t] = g_hp_t
+                    g_hp[t] = g_hp_t
             g_x, g_cell = cell.projection_grads(
                 x, h_prev, g_xp, g_xp if g_hp is None else g_hp, need_g_x
             )
-            return g_x, g_carry, g_cell
+            return (None if g_x is None else _batch_major(g_x)), g_carry, g_cell
 
         return y_seq, _h(carry), carry, back, ctx.state
 
@@ -797,6 +804,11 @@ class Recurrent(ContextLayer):
         if seq.given:
             return tree.map(lambda a: frozen(np.zeros_like(a)), self.carry0)
         return tree.map(lambda g: frozen(ones(len(g), g.dtype).dot(g)), g_carry0)
+
+
+def _batch_major(a: np.ndarray) -> np.ndarray:
+    """A time-major ``(T, N, K)`` array as a C-contiguous ``(N, T, K)`` one."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))
 
 
 def _lengths_mask(lengths: Any, n: int, steps: int, owner: str) -> np.ndarray:

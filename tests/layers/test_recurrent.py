@@ -540,3 +540,14 @@ def test_layers_apply_at_every_step() -> None:
             np.testing.assert_allclose(every[:, t], fb.forward(layer, x[:, t]), rtol=1e-13)
     dropped = fb.forward(fb.Dropout(0.5), x, train=True, key=KEY)
     assert dropped.shape == x.shape and 0.3 < (dropped == 0).mean() < 0.7
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_read_only_cotangent_is_never_written(n: int) -> None:
+    layer = fb.Recurrent(random_cell(fb.GRUCell))
+    x = {"x": np.ones((n, 4, 3)), "lengths": np.full(n, 2)}
+    y, pullback = fb.vjp(layer, x)
+    g_y = np.ones_like(y)
+    g_y.flags.writeable = False
+    pullback(g_y)
+    assert (g_y == 1.0).all()
