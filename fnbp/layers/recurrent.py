@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import numpy as np
@@ -64,6 +64,7 @@ from ..record import frozen, param, readonly, static
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Bidirectional"]
 
 Tree = Any
+C = TypeVar("C", bound="_Cell")
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -146,7 +147,7 @@ def _shapes(t: Tree) -> str:
     return f"a {type(t).__name__}"
 
 
-def check_carry(template: Tree, carry: Tree, n: int, dtype: np.dtype, owner: str) -> Tree:
+def _check_carry(template: Tree, carry: Tree, n: int, dtype: np.dtype, owner: str) -> Tree:
     """``carry`` checked against ``template`` (one sample's carry, ``(H,)`` per leaf):
     the same structure, each leaf of shape ``(n, H)``, cast to ``dtype``."""
     expected = f"{owner}: the carry must be {_describe(template)} with N = {n}"
@@ -183,8 +184,13 @@ class _Cell(Layer):
 
     @classmethod
     def init(
-        cls, key: random.Key, input_size: int, hidden_size: int, *, dtype: DTypeLike = np.float32
-    ) -> Any:
+        cls: type[C],
+        key: random.Key,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dtype: DTypeLike = np.float32,
+    ) -> C:
         """A new cell: every weight and bias drawn from ``U(-1/sqrt(H), 1/sqrt(H))``.
 
         That is PyTorch's initialisation of ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU``
@@ -291,7 +297,7 @@ class _Cell(Layer):
             raise ShapeError(
                 f"{name} expects x_t of shape (N, {self.W_i.shape[0]}), got {x_t.shape}"
             )
-        carry = check_carry(self.initial_carry(), carry, len(x_t), dtype, name)
+        carry = _check_carry(self.initial_carry(), carry, len(x_t), dtype, name)
         return carry, validation.numeric(x_t, name).astype(dtype, copy=False)
 
     def vjp(self, x: tuple, need_g_x: bool = True) -> tuple[tuple, Callable]:
@@ -559,6 +565,8 @@ class Recurrent(ContextLayer):
       ``carry_t = m_t * carry'_t + (1 - m_t) * carry_{t-1}``, the output is 0,
       and whatever the input holds there (junk, NaN) is replaced by 0 before
       the loop: padding changes no output at a valid step and no gradient.
+      (The derivation page repeats the last real state at padded outputs;
+      zeros keep a loss that forgets the mask from reaching that state.)
       Backward: ``g_carry'_t = m_t g_carry_t`` goes through the cell and
       ``(1 - m_t) g_carry_t`` passes straight to ``carry_{t-1}``.
     * **Backpropagation through time**: the pullback runs the steps in
@@ -566,7 +574,7 @@ class Recurrent(ContextLayer):
       For the built-in cells the loop is hoisted as in the derivation: the
       input projection ``xp = x W_i + b_i`` of all ``T`` steps is one matrix
       multiply before the loop; each step stores ``g_xp_t`` and ``g_hp_t``
-      into stacked ``(N, T, G*H)`` arrays, and after the loop
+      into stacked ``(T, N, G*H)`` arrays, and after the loop
       ``g_W_i = x^T g_xp``, ``g_W_h = h_prev^T g_hp``, the bias sums and
       ``g_x = g_xp W_i^T`` are one product each over all ``N*T`` rows. A cell
       without that interface runs step by step through its own ``vjp``; its
@@ -783,7 +791,7 @@ class Recurrent(ContextLayer):
         if given is not None:
             if template is None:
                 return given
-            return check_carry(template, given, n, dtype, f"{self._name()}: input['carry']")
+            return _check_carry(template, given, n, dtype, f"{self._name()}: input['carry']")
         if self.initial == "learned":
             if self.carry0 is None:
                 raise StructureError(f"{self._name()}(initial='learned') has no carry0")
