@@ -25,7 +25,7 @@ so its gradient is carried back by the forget gates alone, ``g_c_{t-1} = g_c_t
 * f_t``; the GRU's ``h_t = (1 - z) n + z h_{t-1}`` has the same direct path,
 scaled by ``z``. Gradient descent learns to hold ``f`` (or ``z``) near 1,
 the path opens, and the first half of the sequence starts to matter. The
-RNN has no such path: the signal from step 1 arrives 1e-12 times weaker than
+RNN has no such path: the signal from step 1 arrives 1e-14 times weaker than
 the one from step ``T``, so nothing teaches it to remember, and its error
 stays at the baseline.
 
@@ -34,16 +34,21 @@ seed 0), test MSE on 1,000 fresh sequences::
 
     cell       params  |dL/dx_1| / |dL/dx_T|      test MSE   (baseline 0.167)
                        at init    trained
-    RNNCell     1,185   9e-13      5e-17         0.178
-    LSTMCell    4,513   2e-10      4e-01         0.0006
-    GRUCell     3,393   5e-11      3e-01         0.0001
+    RNNCell     1,185   1e-14      3e-27         0.173
+    LSTMCell    4,641   1e-09      6e-01         0.0002
+    GRUCell     3,489   1e-10      5e-01         0.0001
+
+The RNN's gradient from the first step is 1e-14 of the last step's at
+initialisation and smaller still after training; the LSTM's and the GRU's
+rise from 1e-9 and 1e-10 to about one half, and their errors fall a
+thousandfold below the baseline.
 
 Run it with::
 
     python examples/vanishing_gradients.py
 
-It takes a minute or two (the LSTM and the GRU about 40 s each; set
-``OPENBLAS_NUM_THREADS=1`` on a busy machine) and saves
+It takes a minute or two (17, 45 and 63 s for the three cells on a busy
+2-core machine; set ``OPENBLAS_NUM_THREADS=1`` there) and saves
 ``examples/out/vanishing_gradients.png``: the gradient profiles before and
 after training, and the learning curves.
 """
