@@ -113,6 +113,7 @@ from .layers import (
     transformer_block,
     transformer_lm,
 )
+from .layers.recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
 from .losses import (
     BinaryCrossEntropy,
     BinaryCrossEntropyOfSigmoid,
@@ -237,4 +238,9 @@ __all__ = [
     "update",
     "value_and_grad",
     "vjp",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Recurrent",
+    "Bidirectional",
 ]

@@ -50,7 +50,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     np.negative(e, out=e)
     e = exp_cut(e)
     d = np.add(e, 1.0)
-    np.copyto(e, 1.0, where=~(x < 0))  # the numerator: 1, or e where x < 0 (NaN stays)
+    np.maximum(e, x >= 0, out=e)  # the numerator: 1 where x >= 0 (e <= 1 there), else e; NaN stays
     e /= d
     return e
 

@@ -58,6 +58,7 @@ __all__ = [
     "floating",
     "numeric",
     "check_shape",
+    "check_kind",
     "check_params",
     "check_structure",
     "check_size",
@@ -338,6 +339,15 @@ def floating(x: Any, owner: str, name: str = "input") -> np.ndarray:
     float64, anything else a DTypeError naming ``owner``."""
     a = numeric(x, owner, name)
     return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def check_kind(owner: str, name: str, a: Any, kinds: str, expected: str) -> np.ndarray:
+    """``a`` if it is an array whose dtype kind is in ``kinds`` (``"b"`` booleans,
+    ``"iu"`` integers), else a DTypeError: ``{owner}: {name} must be {expected}, got ...``."""
+    if type(a) is not np.ndarray or a.dtype.kind not in kinds:
+        got = f"dtype {a.dtype}" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
+        raise DTypeError(f"{owner}: {name} must be {expected}, got {got}")
+    return a
 
 
 def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:

@@ -74,6 +74,21 @@ def ids(n: int, *shape: int) -> Callable[[np.random.Generator, np.dtype], Tree]:
     return lambda rng, dtype: rng.integers(0, n, shape)
 
 
+def tupled(*parts: Callable) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """A tuple input, each part drawn by its own generator: a cell's ``(carry, x_t)``."""
+    return lambda rng, dtype: tuple(part(rng, dtype) for part in parts)
+
+
+def keyed(**parts: Callable) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """A dict input, each entry drawn by its own generator: ``{"x": ..., "mask": ...}``."""
+    return lambda rng, dtype: {name: part(rng, dtype) for name, part in parts.items()}
+
+
+def fixed(value: Any) -> Callable[[np.random.Generator, np.dtype], Tree]:
+    """The same array whatever the dtype: a mask or lengths."""
+    return lambda rng, dtype: np.array(value)
+
+
 def _key(seed: int) -> fb.random.Key:
     return fb.random.key(seed)
 
@@ -131,17 +146,10 @@ def sources(
     mask: list[list[bool]] | None = None, **shapes: tuple[int, ...]
 ) -> Callable[[np.random.Generator, np.dtype], Tree]:
     """An attention input: a dict of uniform arrays of the given shapes (and a bool mask)."""
-
-    def draw(rng: np.random.Generator, dtype: np.dtype) -> Tree:
-        x = {name: uniform(*shape)(rng, dtype) for name, shape in shapes.items()}
-        return x if mask is None else {**x, "mask": np.array(mask, bool)}
-
-    return draw
-
-
-def tuple_of(*draws: Callable[[np.random.Generator, np.dtype], Tree]) -> Callable:
-    """An input that is a tuple of the given draws, as ``(q, k, v)``."""
-    return lambda rng, dtype: tuple(draw(rng, dtype) for draw in draws)
+    parts: dict[str, Callable] = {name: uniform(*shape) for name, shape in shapes.items()}
+    if mask is not None:
+        parts["mask"] = fixed(np.array(mask, bool))
+    return keyed(**parts)
 
 
 def _mha(d: int, heads: int, causal: bool = False) -> Callable[[np.dtype], Any]:
@@ -155,6 +163,56 @@ def _mha(d: int, heads: int, causal: bool = False) -> Callable[[np.dtype], Any]:
     return build
 
 
+@attrs.frozen
+class ElmanCell(fb.Layer):
+    """A recurrent cell written the plain way, as a user would: only ``vjp``.
+
+    ``(h, x_t) -> (h_t, h_t)`` with ``h_t = tanh(x_t W_x + h W_h + b)``;
+    backward ``g_a = (g_carry + g_y) (1 - h_t^2)``. It has none of the
+    built-in cells' loop interface (nor ``initial_carry``), so ``Recurrent``
+    runs it step by step through this ``vjp`` and needs the carry in the input.
+    """
+
+    W_x: np.ndarray = fb.param()
+    W_h: np.ndarray = fb.param()
+    b: np.ndarray = fb.param()
+
+    @classmethod
+    def init(cls, key: fb.random.Key, n_in: int, n_hidden: int, dtype: Any) -> ElmanCell:
+        shapes = ((n_in, n_hidden), (n_hidden, n_hidden), (n_hidden,))
+        keys = fb.random.split(key, 3)
+        return cls(
+            *(0.5 * fb.random.normal(k, s, dtype) for k, s in zip(keys, shapes, strict=True))
+        )
+
+    def vjp(self, x: tuple, need_g_x: bool = True) -> tuple:
+        h, x_t = x
+        h_t = np.tanh(x_t @ self.W_x + h @ self.W_h + self.b)
+
+        def pullback(g: tuple) -> tuple:
+            g_carry, g_y = g
+            g_a = (g_carry + g_y) * (1.0 - h_t * h_t)
+            grads = ElmanCell(x_t.T @ g_a, h.T @ g_a, g_a.sum(axis=0))
+            return ((g_a @ self.W_h.T, g_a @ self.W_x.T) if need_g_x else None), grads
+
+        return (h_t, h_t), pullback
+
+
+def _cell(cls: type, n_in: int = 2, n_hidden: int = 3, seed: int = 8) -> Callable[[np.dtype], Any]:
+    return lambda dtype: cls.init(_key(seed), n_in, n_hidden, dtype=dtype)
+
+
+def _recurrent(cls: type, seed: int = 8, **options: Any) -> Callable[[np.dtype], Any]:
+    def build(dtype: np.dtype) -> Any:
+        layer = fb.Recurrent(_cell(cls, seed=seed)(dtype), **options)
+        if layer.carry0 is not None:  # a learned carry away from its zero start
+            draw = lambda a: 0.5 * fb.random.normal(_key(seed + 1), a.shape, dtype=dtype)  # noqa: E731
+            layer = fb.replace(layer, carry0=fb.tree.map(draw, layer.carry0))
+        return layer
+
+    return build
+
+
 def _block(dtype: np.dtype) -> Any:
     return fb.transformer_block(_key(10), 3, 3, 4, dtype=dtype)
 
@@ -162,6 +220,21 @@ def _block(dtype: np.dtype) -> Any:
 def _positions(dtype: np.dtype) -> Any:
     return fb.PositionalEmbedding.init(_key(12), 5, 3, std=0.5, dtype=dtype)
 
+
+def _bidirectional(cls: type, combine: str) -> Callable[[np.dtype], Any]:
+    def build(dtype: np.dtype) -> Any:
+        make = lambda k: cls.init(k, 2, 2, dtype=dtype)  # noqa: E731
+        return fb.Bidirectional.init(_key(9), make, combine=combine)
+
+    return build
+
+
+def _user_cell(dtype: np.dtype) -> Any:
+    return fb.Recurrent(ElmanCell.init(_key(10), 2, 3, dtype), return_sequences=False)
+
+
+_MASK = [[True, True, True, False], [True, False, True, True]]  # padding, and a gap
+_H = uniform(2, 3)  # a state (N, H) = (2, 3)
 
 CASES: list[Case] = [
     Case("Dense", lambda dt: _bias(dense(3, 4)(dt), 0), uniform(5, 3)),
@@ -207,7 +280,7 @@ CASES: list[Case] = [
     Case(
         "Attention(q,k,v)",
         lambda dt: fb.Attention(),
-        tuple_of(uniform(2, 3, 4), uniform(2, 5, 4), uniform(2, 5, 3)),
+        tupled(uniform(2, 3, 4), uniform(2, 5, 4), uniform(2, 5, 3)),
     ),
     Case("Attention(causal)", lambda dt: fb.Attention(causal=True), uniform(2, 4, 3)),
     Case(
@@ -229,4 +302,49 @@ CASES: list[Case] = [
     Case("PositionalEmbedding", _positions, uniform(2, 4, 3)),
     Case("SinusoidalPositions", lambda dt: fb.SinusoidalPositions(), uniform(2, 4, 5)),
     Case("transformer_block", _block, uniform(2, 3, 3)),
+    Case("Sigmoid(N,T,F)", lambda dt: fb.Sigmoid(), uniform(2, 3, 4)),
+    Case("Dropout(N,T,F)", lambda dt: fb.Dropout(0.3), uniform(2, 3, 4), mode="key"),
+    Case("RNNCell", _cell(fb.RNNCell), tupled(_H, uniform(2, 2))),
+    Case("LSTMCell", _cell(fb.LSTMCell), tupled(tupled(_H, _H), uniform(2, 2))),
+    Case("GRUCell", _cell(fb.GRUCell), tupled(_H, uniform(2, 2))),
+    Case("Recurrent(LSTM)", _recurrent(fb.LSTMCell), uniform(2, 4, 2)),
+    Case("Recurrent(GRU,last)", _recurrent(fb.GRUCell, return_sequences=False), uniform(2, 4, 2)),
+    Case("Recurrent(RNN,learned)", _recurrent(fb.RNNCell, initial="learned"), uniform(2, 4, 2)),
+    Case(
+        "Recurrent(LSTM,learned,last)",
+        _recurrent(fb.LSTMCell, initial="learned", return_sequences=False),
+        uniform(2, 3, 2),
+    ),
+    Case(
+        "Recurrent(LSTM,mask)",
+        _recurrent(fb.LSTMCell),
+        keyed(x=uniform(2, 4, 2), mask=fixed(_MASK)),
+    ),
+    Case(
+        "Recurrent(GRU,lengths,last)",
+        _recurrent(fb.GRUCell, return_sequences=False),
+        keyed(x=uniform(2, 4, 2), lengths=fixed([3, 1])),
+    ),
+    Case(
+        "Recurrent(LSTM,carry in,out)",
+        _recurrent(fb.LSTMCell, return_carry=True),
+        keyed(x=uniform(2, 3, 2), carry=tupled(_H, _H)),
+    ),
+    Case(
+        "Recurrent(GRU,reverse,mask)",
+        _recurrent(fb.GRUCell, reverse=True),
+        keyed(x=uniform(2, 4, 2), mask=fixed(_MASK)),
+    ),
+    Case("Recurrent(RNN,T=1,N=1)", _recurrent(fb.RNNCell), uniform(1, 1, 2)),
+    Case("Bidirectional(GRU,concat)", _bidirectional(fb.GRUCell, "concat"), uniform(2, 3, 2)),
+    Case(
+        "Bidirectional(LSTM,sum,mask)",
+        _bidirectional(fb.LSTMCell, "sum"),
+        keyed(x=uniform(2, 4, 2), mask=fixed(_MASK)),
+    ),
+    Case(
+        "Recurrent(user cell,mask,last)",
+        _user_cell,
+        keyed(x=uniform(2, 4, 2), mask=fixed(_MASK), carry=_H),
+    ),
 ]

@@ -22,6 +22,7 @@ from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 from .positional import PositionalEmbedding, SinusoidalPositions
+from .recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
 from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
 from .transformer import transformer_block, transformer_lm
@@ -65,4 +66,9 @@ __all__ = [
     "Softplus",
     "Tanh",
     "mlp",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Recurrent",
+    "Bidirectional",
 ]
