@@ -20,8 +20,9 @@ The map of the house. A module imports only from the lines above it::
     initializers                seeded weight initializers
     layers/                     one file per family: dense, activations, conv (and its window
                                 geometry, shared with pool), norm, dropout, embedding, reshape,
-                                attention, positional; the combinators serial and combinators
-                                (Residual, Parallel); transformer (blocks built from them)
+                                attention, positional; the combinators serial, combinators
+                                (Residual, Parallel) and recurrent (the cells and the time
+                                loop); transformer (blocks built from the others)
     losses, metrics             numeric losses (no layer imports); accuracy and labels
     optim/                      optimizers as (init, update) pairs: _leaf (the math), base
                                 (chain, apply_updates, fb.update), transforms, alias, schedules

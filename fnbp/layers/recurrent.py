@@ -912,7 +912,7 @@ class Bidirectional(ContextLayer):
             "Bidirectional.init", "make_cell", make_cell, "a function key -> cell"
         )
         k_f, k_b = random.split(key)
-        options = {"return_sequences": return_sequences, "initial": initial}
+        options: dict[str, Any] = {"return_sequences": return_sequences, "initial": initial}
         options["return_carry"] = return_carry
         return cls(
             Recurrent(make_cell(k_f), **options),
@@ -939,6 +939,7 @@ class Bidirectional(ContextLayer):
             out = out_f + out_b
 
         def pullback(g_y: Any) -> tuple[Any, Bidirectional]:
+            g_carries: Any
             g_out, g_carries = g_y if carries else (g_y, None)
             split = self.combine == "concat"
             g_f, g_b = (g_out[..., :width], g_out[..., width:]) if split else (g_out, g_out)
