@@ -412,10 +412,10 @@ class _FnbpEstimator(BaseEstimator):
         return hasattr(self, "train_state_")
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, partial: bool, classes: Any = None) -> Any:
+        """Check everything, make or resume the TrainState, and train: ``self``."""
         cfg = _config(self)
-        owner = type(self).__name__
         if partial and cfg.early_stopping:
-            raise ValueError(f"{owner}: partial_fit does not support early_stopping=True")
+            raise ValueError(f"{type(self).__name__}: partial_fit does not support early_stopping")
         resume = self.__sklearn_is_fitted__() and (partial or cfg.warm_start)
         dtype = dtype_of(self.params_) if resume else cfg.dtype
         X, y = validate_data(
@@ -428,11 +428,12 @@ class _FnbpEstimator(BaseEstimator):
             y_numeric=self._y_numeric,
         )
         y = self._set_outputs(y, classes, resume, partial)
+        optimizer = cfg.make_optimizer()
         if resume:
-            key, ts = self.key_, self._resumed(cfg)
+            key, ts = self.key_, self._resumed(cfg, optimizer)
         else:
-            key = _key(owner, self.random_state)
-            ts = TrainState.create(self._network(cfg, key, X), cfg.make_optimizer())
+            key = _key(type(self).__name__, self.random_state)
+            ts = TrainState.create(self._network(cfg, key, X), optimizer)
         X = self._as_network_dtype(X, ts, cfg)
         target, loss, stratify = self._targets(y, X.dtype)
         if sample_weight is not None:
@@ -442,13 +443,48 @@ class _FnbpEstimator(BaseEstimator):
             if not resume:
                 self._check_weights(target, weights)
             target, loss = _with_weights(target, loss, weights)
-        return self._train(cfg, key, ts, X, target, loss, stratify, partial, resume)
+        data, validation = self._split(cfg, random.split(key, 3)[1], X, target, stratify)
+        return self._train(cfg, key, ts, optimizer, loss, data, validation, partial, resume)
 
-    def _resumed(self, cfg: _Config) -> TrainState:
+    def _train(
+        self,
+        cfg: _Config,
+        key: random.Key,
+        ts: TrainState,
+        optimizer: Optimizer,
+        loss: Loss,
+        data: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        partial: bool,
+        resume: bool,
+    ) -> Any:
+        """``fb.fit`` from ``ts`` for one epoch (``partial_fit``) or ``max_iter`` more."""
+        start = int(ts.epoch)
+        params, history = fit(
+            ts,
+            loss,
+            *data,
+            optimizer=optimizer,
+            epochs=start + (1 if partial else cfg.max_iter),
+            batch_size=min(len(data[0]), cfg.batch_size or 200),
+            key=random.split(key, 3)[2],
+            validation=validation,
+            patience=None if partial else cfg.patience,
+            monitor="val_loss" if cfg.early_stopping else "loss",
+            min_delta=cfg.tol,
+            restore_best=cfg.early_stopping,
+            callbacks=cfg.callbacks + ((_echo,) if cfg.verbose else ()),
+            history=self.history_ if resume else None,
+            progress=False,
+        )
+        self._set_fitted(key, params, history, start, cfg)
+        return self
+
+    def _resumed(self, cfg: _Config, optimizer: Optimizer) -> TrainState:
         """The TrainState to continue from; a fresh optimizer state if its settings changed."""
         ts = self.train_state_
         if self._optimizer_spec != cfg.optimizer_spec():
-            ts = attrs.evolve(ts, opt_state=cfg.make_optimizer().init(ts.params))
+            ts = attrs.evolve(ts, opt_state=optimizer.init(ts.params))
         return ts
 
     def _network(self, cfg: _Config, key: random.Key, X: np.ndarray) -> Any:
@@ -477,57 +513,26 @@ class _FnbpEstimator(BaseEstimator):
             )
         return X.astype(dtype, copy=False)
 
-    def _train(
-        self,
-        cfg: _Config,
-        key: random.Key,
-        ts: TrainState,
-        X: np.ndarray,
-        target: np.ndarray,
-        loss: Loss,
-        stratify: Any,
-        partial: bool,
-        resume: bool,
-    ) -> Any:
-        """``fb.fit`` for one epoch (``partial_fit``) or ``max_iter`` more; the results."""
-        _, k_split, k_fit = random.split(key, 3)
-        validation = None
-        if cfg.early_stopping:
-            X, x_val, target, t_val = train_test_split(
-                X,
-                target,
-                test_size=cfg.validation_fraction,
-                random_state=_seed32(k_split),
-                stratify=stratify,
-            )
-            if len(x_val) < 2:
-                raise ValueError(
-                    f"{type(self).__name__}: the validation set has {len(x_val)} sample(s); "
-                    "raise validation_fraction or give more data"
-                )
-            validation = (x_val, t_val)
-        start, n = int(ts.epoch), len(X)
-        patience = None if partial else cfg.patience
-        params, history = fit(
-            ts,
-            loss,
+    def _split(
+        self, cfg: _Config, key: random.Key, X: np.ndarray, target: np.ndarray, stratify: Any
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """``((x, target), validation)``: with early stopping, ``validation_fraction`` of
+        the rows held out (stratified by class), drawn from ``key``; else no validation."""
+        if not cfg.early_stopping:
+            return (X, target), None
+        x_fit, x_val, t_fit, t_val = train_test_split(
             X,
             target,
-            optimizer=cfg.make_optimizer(),
-            epochs=start + (1 if partial else cfg.max_iter),
-            batch_size=min(n, cfg.batch_size or 200),
-            key=k_fit,
-            validation=validation,
-            patience=patience,
-            monitor="val_loss" if validation else "loss",
-            min_delta=cfg.tol,
-            restore_best=cfg.early_stopping,
-            callbacks=cfg.callbacks + ((_echo,) * cfg.verbose),
-            history=self.history_ if resume else None,
-            progress=False,
+            test_size=cfg.validation_fraction,
+            random_state=_seed32(key),
+            stratify=stratify,
         )
-        self._set_fitted(key, params, history, start, cfg)
-        return self
+        if len(x_val) < 2:
+            raise ValueError(
+                f"{type(self).__name__}: the validation set has {len(x_val)} sample(s); "
+                "raise validation_fraction or give more data"
+            )
+        return (x_fit, t_fit), (x_val, t_val)
 
     def _set_fitted(
         self, key: random.Key, params: Any, history: Any, start: int, cfg: _Config
@@ -598,7 +603,8 @@ class FnbpClassifier(ClassifierMixin, _FnbpEstimator):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from fnbp.sklearn import FnbpClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> model = make_pipeline(StandardScaler(), FnbpClassifier((8,), max_iter=20, random_state=0))
+    >>> net = FnbpClassifier((8,), learning_rate=0.01, max_iter=20, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), net)
     >>> model.fit(X, y).score(X, y) > 0.95
     True
     """
