@@ -584,8 +584,9 @@ class FnbpClassifier(ClassifierMixin, _FnbpEstimator):
       the training loss stop training (as scikit-learn's ``n_iter_no_change``);
       ``patience=None`` always runs ``max_iter`` epochs.
     * ``random_state=None``: an int, an fnbp key, a ``RandomState``, or None.
-    * ``warm_start=False``: ``fit`` continues from the fitted network, its
-      optimizer state and its epoch count, for ``max_iter`` more epochs.
+    * ``warm_start=False``: ``fit`` continues from ``train_state_`` (the network,
+      the best epoch's after early stopping, its optimizer state unless an
+      optimizer setting changed, and its epoch count) for ``max_iter`` more epochs.
     * ``dtype=None``: float32 for float32 ``X``, else float64; or ``"float32"``,
       ``"float64"``. ``callbacks=()``: functions ``(train_state, logs)`` for
       ``fb.fit``. ``verbose=False``: print the loss after each epoch.
