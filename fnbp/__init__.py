@@ -35,6 +35,8 @@ The map of the house. A module imports only from the lines above it::
     datasets                    seeded toy datasets
     experiments, plot           sweeps over configurations and seeds on any executor (Dask
                                 too); plots -- their dependencies imported only when used
+    sklearn                     FnbpClassifier, FnbpRegressor: scikit-learn estimators (the
+                                sklearn extra; import fnbp.sklearn, fnbp does not)
 """
 
 __version__ = "0.1.0"
