@@ -106,23 +106,23 @@ def confusions(net: fb.Serial, x: np.ndarray, y: np.ndarray, top: int = 5) -> li
 
 
 def _draw_loss(ax: Any, history: fb.History, smoothing: float) -> None:
-    epochs = np.arange(1, history.epochs + 1)
-    ax.plot(epochs, history.train_loss, "o-", label="training (smoothed targets, during epoch)")
-    ax.plot(epochs, history.val_loss, "s-", label="held-out quarter (hard labels)")
+    names = {"loss": "training (smoothed targets, during epoch)",
+             "val_loss": "held-out quarter (hard labels)"}  # fmt: skip
+    fb.plot.learning_curves(history, names, log=True, ax=ax)
     if smoothing:
         floor = target_entropy(smoothing)
         ax.axhline(floor, color="gray", ls=":", label=f"floor: targets' entropy {floor:.2f}")
-    ax.set(yscale="log", xlabel="epoch", ylabel="softmax cross-entropy (log scale)")
-    ax.set_title("Loss")
+    ax.set(ylabel="softmax cross-entropy (log scale)", title="Loss")
+    ax.legend(fontsize="small")
 
 
 def _draw_accuracy(ax: Any, history: fb.History) -> None:
-    epochs = np.arange(1, history.epochs + 1)
-    ax.plot(epochs, history.train_metrics["accuracy"], "o-", label="training (during epoch)")
-    ax.plot(epochs, history.val_metrics["accuracy"], "s-", label="held-out quarter")
+    names = {"accuracy": "training (during epoch)", "val_accuracy": "held-out quarter"}
+    fb.plot.learning_curves(history, names, ax=ax)
     ax.axhline(0.97, color="gray", linestyle=":", label="97%")
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    ax.set(ylabel="accuracy", title="Accuracy")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.1%}")
+    ax.legend(fontsize="small")
 
 
 def plot(history: fb.History, hidden: int, smoothing: float, out_dir: str | Path) -> Path | None:
@@ -130,15 +130,9 @@ def plot(history: fb.History, hidden: int, smoothing: float, out_dir: str | Path
     plt = pyplot()
     if plt is None:
         return None
-    from matplotlib.ticker import MaxNLocator
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     _draw_loss(left, history, smoothing)
     _draw_accuracy(right, history)
-    for ax in (left, right):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
     fig.suptitle(f"Digits (8 x 8): MLP 64-{hidden}-10, ReLU, Adam with cosine decay")
     print()
     return save(plt, fig, out_dir, "digits.png")
