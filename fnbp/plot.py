@@ -99,20 +99,25 @@ def _plain_log(axis: Any) -> None:
 
 def _columns(history: History, metric: Any, validation: bool) -> dict[str, str]:
     """Column -> label: ``metric`` and its ``val_`` twin, several of them, or as given."""
-    if isinstance(metric, Mapping):
-        return {str(k): str(v) for k, v in metric.items()}
-    names = [metric] if isinstance(metric, str) else list(metric)
     have = {k for r in history.rows for k in r}
-    out: dict[str, str] = {}
-    for m in names:
-        out[m] = ("validation" if m.startswith("val_") else "training") + (
-            f" {m.removeprefix('val_')}" if len(names) > 1 else ""
-        )
-        if validation and not m.startswith("val_") and f"val_{m}" in have:
-            out[f"val_{m}"] = "validation" + (f" {m}" if len(names) > 1 else "")
+    if isinstance(metric, Mapping):
+        out = {str(k): str(v) for k, v in metric.items()}
+    else:
+        out = _labels([metric] if isinstance(metric, str) else list(metric), have, validation)
     missing = [c for c in out if c not in have]
     if missing:
         raise fail("learning_curves", "metric", f"columns of the History {sorted(have)}", missing)
+    return out
+
+
+def _labels(names: list[str], have: set[str], validation: bool) -> dict[str, str]:
+    """``training``/``validation`` labels, with the metric's name when there are several."""
+    out: dict[str, str] = {}
+    for m in names:
+        kind, name = ("validation", m[4:]) if m.startswith("val_") else ("training", m)
+        out[m] = f"{kind} {name}" if len(names) > 1 else kind
+        if validation and kind == "training" and f"val_{m}" in have:
+            out[f"val_{m}"] = f"validation {m}" if len(names) > 1 else "validation"
     return out
 
 

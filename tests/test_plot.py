@@ -105,6 +105,8 @@ def test_learning_curves_count_steps_when_rounds_are_not_epochs(and_net: fb.Seri
 def test_learning_curves_refuse_unknown_columns_and_scales(history: fb.History) -> None:
     with pytest.raises(ValueError, match=r"learning_curves: metric must be columns .*'f1'"):
         plot.learning_curves(history, "f1")
+    with pytest.raises(ValueError, match=r"metric must be columns .*\['val_f1'\]"):
+        plot.learning_curves(history, {"loss": "training", "val_f1": "validation"})
     with pytest.raises(ValueError, match="plot: log must be"):
         plot.learning_curves(history, log="z")
     with pytest.raises(ValueError, match="a History or a dict"):
