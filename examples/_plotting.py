@@ -1,5 +1,7 @@
 """Figure helpers shared by the examples: get pyplot if it is there, save a figure.
 
+The drawing itself is ``fnbp.plot``'s (learning curves, decision borders,
+weights, layer norms); this module only finds pyplot and writes the files.
 The examples draw with matplotlib when it is installed
 (``pip install -e ".[examples]"``) and still train and print their results
 when it is not. Running ``python examples/NAME.py`` puts ``examples/`` on

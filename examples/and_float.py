@@ -97,34 +97,6 @@ def report(runs: dict[str, dict]) -> None:
     print(f"\nbest a straight line can do on uniform points: {BEST_LINE_ACCURACY:.1%}")
 
 
-def _draw(ax: Any, net: fb.Serial, x: np.ndarray, y: np.ndarray, box: tuple[float, float]) -> Any:
-    ticks = np.linspace(*box, 121)
-    x1, x2 = np.meshgrid(ticks, ticks)
-    logits = fb.predict(net, np.column_stack([x1.ravel(), x2.ravel()]))
-    p = fb.probabilities(logits).reshape(x1.shape)
-    filled = ax.contourf(x1, x2, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.7)
-    ax.contour(x1, x2, p, levels=[0.5], colors="black", linewidths=2.5)
-    ax.plot([0.5, 0.5, box[1]], [box[1], 0.5, 0.5], "--", color="gold", lw=2)
-    for target, marker, color in ((0, "o", "tab:blue"), (1, "s", "tab:red")):
-        rows = y[:, 0] == target
-        ax.scatter(*x[rows].T, marker=marker, s=14, c=color, edgecolors="black", lw=0.4)
-    ax.set(xlabel="x1", ylabel="x2", xlim=box, ylim=box)
-    ax.set_box_aspect(1)
-    return filled
-
-
-def _legend(fig: Any) -> None:
-    from matplotlib.lines import Line2D
-
-    handles = [
-        Line2D([], [], color="black", lw=2.5, label="learned border p = 0.5"),
-        Line2D([], [], color="gold", lw=2, ls="--", label="true border"),
-        Line2D([], [], ls="", marker="o", mfc="tab:blue", mec="black", label="held out, AND = 0"),
-        Line2D([], [], ls="", marker="s", mfc="tab:red", mec="black", label="held out, AND = 1"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize="small")
-
-
 def plot(runs: dict[str, dict], data: tuple, out_dir: str | Path) -> Path | None:
     """Save both models' borders side by side as ``and_float.png``; return its path."""
     plt = pyplot()
@@ -134,10 +106,16 @@ def plot(runs: dict[str, dict], data: tuple, out_dir: str | Path) -> Path | None
     box = (min(0.0, float(x_te.min())), max(1.0, float(x_te.max())))
     fig, axes = plt.subplots(1, 2, figsize=(11, 6), layout="constrained")
     for ax, (name, run) in zip(axes, runs.items(), strict=True):
-        filled = _draw(ax, run["net"], x_te, y_te, box)
+        fb.plot.decision_border(
+            run["net"], x_te, y_te, limits=box, resolution=121, legend=False, ax=ax,
+            classes=("held out, AND = 0", "held out, AND = 1"),
+        )  # fmt: skip
+        ax.plot([0.5, 0.5, box[1]], [box[1], 0.5, 0.5], "--", color="gold", lw=2,
+                label="true border")  # fmt: skip
         ax.set_title(f"{name}: {describe(run['net'])}\nheld-out accuracy {run['accuracy']:.1%}")
-    fig.colorbar(filled, ax=axes, label="p(AND = 1 | x1, x2)")
-    _legend(fig)
+    fig.colorbar(axes[0].collections[0], ax=axes, label="p(AND = 1 | x1, x2)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4,
+               fontsize="small")  # fmt: skip
     fig.suptitle("AND on float values: a straight line against a hidden layer")
     print()
     return save(plt, fig, out_dir, "and_float.png")

@@ -145,56 +145,37 @@ def report(result: dict[str, Any], n_test: int) -> None:
     print(f"mistakes (true as predicted): {mistakes or 'none'}")
 
 
-def _show(ax: Any, image: np.ndarray, title: str, **style: Any) -> Any:
-    shown = ax.imshow(image, **style)
-    ax.set_title(title, fontsize="small")
-    ax.set(xticks=[], yticks=[])
-    return shown
-
-
 def plot_filters(
     plt: Any, conv: fb.Conv2D, image: np.ndarray, label: int, out_dir: str | Path
 ) -> Path:
-    """The first layer's filters, each above its ReLU response to ``image``."""
-    filters = conv.W[:, :, 0, :]  # (3, 3, 16)
+    """The first layer's filters, and below them their ReLU responses to ``image``."""
     responses = np.maximum(fb.forward(conv, image[None])[0], 0.0)  # (8, 8, 16)
-    n, per_row = filters.shape[-1], 8
-    fig = plt.figure(figsize=(10, 1.2 * 2 * -(-n // per_row) + 1.2), layout="constrained")
+    fig = plt.figure(figsize=(10, 4.6), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=(1.3, 6))
-    _show(left.subplots(), image[..., 0], f"input: a test {label}", cmap="gray_r", vmin=0, vmax=1)
-    axes = right.subplots(2 * -(-n // per_row), per_row)
-    lim, top = float(np.abs(filters).max()), float(responses.max())
-    for i in range(n):
-        row, col = 2 * (i // per_row), i % per_row
-        weights = _show(axes[row, col], filters[..., i], f"filter {i}", cmap="RdBu_r",
-                        vmin=-lim, vmax=lim)  # fmt: skip
-        response = _show(axes[row + 1, col], responses[..., i], "", cmap="magma", vmin=0, vmax=top)
-    right.colorbar(weights, ax=axes, label="filter weight", shrink=0.7)
-    right.colorbar(response, ax=axes, label="response", location="bottom", shrink=0.5, aspect=40)
-    fig.suptitle("First layer: the 16 learned 3x3 filters (red +, blue -), each above its "
-                 "ReLU response to the input")  # fmt: skip
+    shown = left.subplots()
+    shown.imshow(image[..., 0], cmap="gray_r", vmin=0, vmax=1)
+    shown.set(xticks=[], yticks=[], title=f"input: a test {label}")
+    top, bottom = right.subplots(2, 1)
+    fb.plot.weights(conv, columns=8, colorbar=True, ax=top)
+    top.set_title("the 16 learned 3 x 3 filters (red +, blue -)", fontsize="medium")
+    fb.plot.weights(responses, columns=8, colorbar=True, ax=bottom)
+    bottom.set_title("their ReLU responses to the input", fontsize="medium")
+    fig.suptitle("First layer of the CNN: filter i at row + column, its response below")
     return save(plt, fig, out_dir, "cnn_digits_filters.png")
 
 
 def plot_curves(plt: Any, history: fb.History, out_dir: str | Path) -> Path:
     """Loss and accuracy per epoch, training (during the epoch) and held-out (after)."""
-    epochs = np.arange(1, len(history.train_loss) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    left.plot(epochs, history.train_loss, "o-", label="training (shifted copies, dropout on)")
-    left.plot(epochs, history.val_loss, "s-", label="held-out quarter")
-    left.set(yscale="log", xlabel="epoch", ylabel="softmax cross-entropy (log scale)")
-    left.set_title("Loss")
-    left.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
-    left.yaxis.set_minor_formatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
-    for name, marker, label in (("train", "o-", "training"), ("val", "s-", "held-out quarter")):
-        accuracy = np.array(getattr(history, f"{name}_metrics")["accuracy"])
-        right.plot(epochs, np.maximum(1.0 - accuracy, 1e-3), marker, label=label)
-    right.axhline(0.02, color="gray", linestyle=":", label="2% (98% accuracy)")
-    right.set(yscale="log", xlabel="epoch", ylabel="error rate (log scale)", title="Errors")
-    right.yaxis.set_major_formatter(lambda v, _: f"{v:.1%}")
-    for ax in (left, right):
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
+    names = {"loss": "training (shifted copies, dropout on)", "val_loss": "held-out quarter"}
+    fb.plot.learning_curves(history, names, log=True, ax=left)
+    left.set(ylabel="softmax cross-entropy (log scale)", title="Loss")
+    names = {"accuracy": "training", "val_accuracy": "held-out quarter"}
+    fb.plot.learning_curves(history, names, ax=right)
+    right.axhline(0.98, color="gray", linestyle=":", label="98%")
+    right.set(ylabel="accuracy", title="Accuracy")
+    right.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    right.legend(fontsize="small")
     fig.suptitle("Digits (8 x 8): Conv 16, Conv 32, MaxPool, Dense 64, Dense 10; Adam")
     return save(plt, fig, out_dir, "cnn_digits_curves.png")
 

@@ -15,9 +15,9 @@ XOR (see ``xor.py``).
 The script trains the network with ``fb.fit`` (as ``fit_and.py``), evaluates
 it on a grid over the square ``[-0.5, 1.5]^2``, and checks that its labels
 (``p > 0.5``) agree at every grid point with the sign of ``z`` computed from the
-learned weights. The figure shows ``p`` as a colour map with its contours,
-fnbp's ``p = 0.5`` contour, the line computed from the weights on top of it,
-and the four training points.
+learned weights. The figure (``fb.plot.decision_border``) shows ``p`` as a colour map with its
+contours, fnbp's ``p = 0.5`` contour, the line computed from the weights on top
+of it, and the four training points.
 
 Training also finds *which* line. The two inputs play symmetric roles, so
 ``w1 = w2 = w`` and the border is ``x1 + x2 = -b / w``. Between the point
@@ -101,45 +101,22 @@ def report(net: fb.Serial, check: dict[str, Any]) -> None:
     print(f"  {lines}")
 
 
-def _draw(ax: Any, net: fb.Serial, x1: np.ndarray, x2: np.ndarray, p: np.ndarray) -> Any:
-    filled = ax.contourf(x1, x2, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
-    ax.contour(x1, x2, p, levels=[0.1, 0.3, 0.7, 0.9], colors="white", linewidths=0.8)
-    ax.contour(x1, x2, p, levels=[0.5], colors="black", linewidths=4)
-    w, b = net.layers[0].W[:, 0], float(net.layers[0].b[0])
-    ends = np.array([LOW, HIGH])
-    ax.plot(ends, line_x2(w, b, ends), "--", color="gold", lw=2)
-    x, y = fb.datasets.and_gate()
-    for target, marker, color in ((0, "o", "tab:blue"), (1, "s", "tab:red")):
-        rows = y[:, 0] == target
-        ax.scatter(*x[rows].T, marker=marker, s=90, c=color, edgecolors="black", zorder=3)
-    return filled
-
-
-def _legend(fig: Any) -> None:
-    from matplotlib.lines import Line2D
-
-    handles = [
-        Line2D([], [], color="black", lw=4, label="fnbp: p = 0.5 contour"),
-        Line2D([], [], color="gold", lw=2, ls="--", label="w1 x1 + w2 x2 + b = 0"),
-        Line2D([], [], color="white", lw=0.8, label="p = 0.1, 0.3, 0.7, 0.9"),
-        Line2D([], [], ls="", marker="o", mfc="tab:blue", mec="black", label="AND = 0"),
-        Line2D([], [], ls="", marker="s", mfc="tab:red", mec="black", label="AND = 1"),
-    ]
-    style = {"ncol": 3, "fontsize": "small", "facecolor": "silver"}
-    fig.legend(handles=handles, loc="outside lower center", **style)
-
-
-def plot(net: fb.Serial, x1: np.ndarray, x2: np.ndarray, p: np.ndarray,
-         out_dir: str | Path) -> Path | None:  # fmt: skip
+def plot(net: fb.Serial, resolution: int, out_dir: str | Path) -> Path | None:
     """Save the decision-border figure as ``decision_border.png``; return its path."""
     plt = pyplot()
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 6.0), layout="constrained")
-    filled = _draw(ax, net, x1, x2, p)
-    _legend(fig)
-    fig.colorbar(filled, ax=ax, label="p(AND = 1 | x1, x2)")
-    ax.set(xlabel="x1", ylabel="x2", aspect="equal", xlim=(LOW, HIGH), ylim=(LOW, HIGH))
+    x, y = fb.datasets.and_gate()
+    fb.plot.decision_border(
+        net, x, y, limits=(LOW, HIGH), resolution=resolution, levels=(0.1, 0.3, 0.7, 0.9),
+        classes=("AND = 0", "AND = 1"), colorbar=True, legend=False, ax=ax,
+    )  # fmt: skip
+    w, b = net.layers[0].W[:, 0], float(net.layers[0].b[0])
+    ends = np.array([LOW, HIGH])
+    ax.plot(ends, line_x2(w, b, ends), "--", color="gold", lw=2, label="w1 x1 + w2 x2 + b = 0")
+    ax.plot([], [], color="white", lw=0.8, label="p = 0.1, 0.3, 0.7, 0.9")
+    fig.legend(loc="outside lower center", ncol=3, fontsize="small", facecolor="silver")
     ax.set_title("AND network: its decision border is a straight line")
     print()
     return save(plt, fig, out_dir, "decision_border.png")
@@ -176,7 +153,7 @@ def main(
         "unexplained": check["unexplained"],
         "intercept": -b / float(w.mean()),
         "accuracy": fb.accuracy(fb.predict(net, x), y),
-        "figure": plot(net, x1, x2, check["p"], out_dir),
+        "figure": plot(net, resolution, out_dir),
     }
 
 

@@ -40,8 +40,16 @@ Run it with::
 
     python examples/digits.py
 
-It takes a few seconds and saves ``examples/out/digits.png``, the learning
-curves. It needs scikit-learn for the data (``pip install -e ".[examples]"``).
+**Inside the network.** ``fb.diagnostics`` (a second callback) traces one
+step on 256 training rows after every epoch and adds each layer's gradient
+norm and how far its parameters moved to the History row;
+``fb.plot.layer_norms`` draws them. The updates shrink a hundredfold as the
+learning rate decays along its cosine; the gradients level off near 0.01 (the
+smoothed targets are never met exactly).
+
+It takes a few seconds and saves ``examples/out/digits.png``: the learning
+curves and the per-layer norms. It needs scikit-learn for the data
+(``pip install -e ".[examples]"``).
 """
 
 from __future__ import annotations
@@ -106,39 +114,35 @@ def confusions(net: fb.Serial, x: np.ndarray, y: np.ndarray, top: int = 5) -> li
 
 
 def _draw_loss(ax: Any, history: fb.History, smoothing: float) -> None:
-    epochs = np.arange(1, history.epochs + 1)
-    ax.plot(epochs, history.train_loss, "o-", label="training (smoothed targets, during epoch)")
-    ax.plot(epochs, history.val_loss, "s-", label="held-out quarter (hard labels)")
+    names = {"loss": "training (smoothed targets, during epoch)",
+             "val_loss": "held-out quarter (hard labels)"}  # fmt: skip
+    fb.plot.learning_curves(history, names, log=True, ax=ax)
     if smoothing:
         floor = target_entropy(smoothing)
         ax.axhline(floor, color="gray", ls=":", label=f"floor: targets' entropy {floor:.2f}")
-    ax.set(yscale="log", xlabel="epoch", ylabel="softmax cross-entropy (log scale)")
-    ax.set_title("Loss")
+    ax.set(ylabel="softmax cross-entropy (log scale)", title="Loss")
+    ax.legend(fontsize="small")
 
 
 def _draw_accuracy(ax: Any, history: fb.History) -> None:
-    epochs = np.arange(1, history.epochs + 1)
-    ax.plot(epochs, history.train_metrics["accuracy"], "o-", label="training (during epoch)")
-    ax.plot(epochs, history.val_metrics["accuracy"], "s-", label="held-out quarter")
+    names = {"accuracy": "training (during epoch)", "val_accuracy": "held-out quarter"}
+    fb.plot.learning_curves(history, names, ax=ax)
     ax.axhline(0.97, color="gray", linestyle=":", label="97%")
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    ax.set(ylabel="accuracy", title="Accuracy")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.1%}")
+    ax.legend(fontsize="small")
 
 
 def plot(history: fb.History, hidden: int, smoothing: float, out_dir: str | Path) -> Path | None:
-    """Save the loss and accuracy curves as ``digits.png``; return its path."""
+    """Save the loss and accuracy curves and the layer norms as ``digits.png``."""
     plt = pyplot()
     if plt is None:
         return None
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
     _draw_loss(left, history, smoothing)
-    _draw_accuracy(right, history)
-    for ax in (left, right):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
+    _draw_accuracy(middle, history)
+    fb.plot.layer_norms(history, ax=right)
+    right.set_title("Per layer: gradient and update norms")
     fig.suptitle(f"Digits (8 x 8): MLP 64-{hidden}-10, ReLU, Adam with cosine decay")
     print()
     return save(plt, fig, out_dir, "digits.png")
@@ -180,10 +184,11 @@ def main(
     steps = epochs * -(-len(x_tr) // batch_size)  # ceil: fit keeps the last, smaller batch
     optimizer = fb.optim.adam(fb.optim.schedules.cosine_decay(learning_rate, steps))
     print(f"digits: MLP 64-{hidden}-10, train on {len(x_tr)} images, test on {len(x_te)}\n")
+    probe = fb.diagnostics(LOSS, x_tr[:256], t_tr[:256])  # per-layer norms into the History
     net, history = fb.fit(
         net, LOSS, x_tr, t_tr, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
         key=k_fit, validation=(x_te, y_te), metrics=("accuracy",),
-        callbacks=(print_epoch,) if verbose else (), progress=False,
+        callbacks=(print_epoch, probe) if verbose else (probe,), progress=False,
     )  # fmt: skip
     test = fb.evaluate(net, LOSS, x_te, y_te, metrics=("accuracy",))
     mistakes = confusions(net, x_te, y_te)

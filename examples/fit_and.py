@@ -68,18 +68,16 @@ def print_predictions(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> None:
         print(f"{x1:>4.0f} {x2:>4.0f}  {target:>6.0f}  {prob:>9.4g}  {label:>5}")
 
 
-def plot_loss(losses: np.ndarray, learning_rate: float, out_dir: str | Path) -> Path | None:
-    """Save the loss after each step, on a log scale, as ``fit_and.png``; return its path."""
+def plot_loss(history: fb.History, learning_rate: float, out_dir: str | Path) -> Path | None:
+    """Save the training loss of every epoch, on a log scale, as ``fit_and.png``."""
     plt = pyplot()
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    ax.plot(np.arange(len(losses)), losses, label="training loss (full batch)")
+    fb.plot.learning_curves(history, log=True, ax=ax)
     ax.axhline(np.log(2), color="gray", linestyle=":", label="log 2: always p = 0.5")
-    ax.set(yscale="log", xlabel="epoch = one gradient step on all 4 rows")
-    ax.set(ylabel="binary cross-entropy (log scale)")
+    ax.set(xlabel="epoch = one gradient step on all 4 rows", ylabel="binary cross-entropy")
     ax.set_title(f"AND gate, Dense(2, 1) + Sigmoid, fb.fit with sgd({learning_rate})")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     print()
     return save(plt, fig, out_dir, "fit_and.png")
@@ -121,7 +119,7 @@ def main(
         "prediction": prediction,
         "loss": final["loss"],
         "accuracy": final["accuracy"],
-        "figure": plot_loss(losses, learning_rate, out_dir),
+        "figure": plot_loss(history, learning_rate, out_dir),
     }
 
 

@@ -20,13 +20,13 @@ prints the loss after 1, 10, 100, 1,000 and 3,000 steps. What it shows:
   regression flattens as the weights grow, so a step that is too big at the
   start is not too big later.
 * **Diverges (100).** The first two steps overshoot so far that the bias ends
-  at -62.5: the network predicts ``p = 0`` for every row, right for three of
-  them and wrong for ``(1, 1)``. The probability-space cross-entropy clips
+  at -62.5: the network predicts ``p = 7e-28`` for every row, right for three
+  of them and wrong for ``(1, 1)``. The probability-space cross-entropy clips
   ``p`` at the machine epsilon, so that row costs ``-log(eps) = 36`` and the
-  loss sits at ``36 / 4 = 9.01`` for good: the sigmoid's slope ``p (1 - p)``
-  is 0 there (fnbp's sigmoid, ``0.5 * (1 + tanh(z / 2))``, is exactly 0 below
-  ``z = -38``), so no gradient comes back. Nothing is NaN, so ``fb.fit`` does
-  not raise; the run is silently stuck.
+  loss sits at ``36 / 4 = 9.01`` for good: what comes back through the
+  sigmoid's slope ``p (1 - p) = 7e-28`` is a gradient of ``-8e-13``, a step of
+  ``1e-10`` at this rate. Nothing is NaN, so ``fb.fit`` does not raise; the
+  run is silently stuck.
 
 The cure for the last one is the loss on logits: ``Dense(2, 1)`` alone with
 ``fb.sigmoid_binary_cross_entropy``, whose gradient ``sigmoid(z) - y`` never
@@ -62,15 +62,20 @@ def make_dense(key: fb.random.Key) -> fb.Dense:
     return fb.Dense.init(key, 2, 1, init="small_normal", dtype=np.float64)
 
 
-def loss_curve(net: Any, loss: fb.Loss, learning_rate: float, steps: int) -> np.ndarray:
-    """The loss after 0, 1, ..., ``steps`` full-batch gradient steps from ``net``."""
+def run(net: Any, loss: fb.Loss, learning_rate: float, steps: int) -> tuple[np.ndarray, fb.History]:
+    """The loss after 0, 1, ..., ``steps`` full-batch gradient steps from ``net``; the History."""
     x, y = fb.datasets.and_gate()
     params, history = fb.fit(
         net, loss, x, y, optimizer=fb.optim.sgd(learning_rate), epochs=steps,
         batch_size=len(x), key=fb.random.key(0), progress=False,
     )  # fmt: skip
     # train_loss[k] is measured during epoch k, before its step: after k steps.
-    return np.array([*history.train_loss, fb.evaluate(params, loss, x, y)["loss"]])
+    return np.array([*history.train_loss, fb.evaluate(params, loss, x, y)["loss"]]), history
+
+
+def loss_curve(net: Any, loss: fb.Loss, learning_rate: float, steps: int) -> np.ndarray:
+    """The loss after 0, 1, ..., ``steps`` full-batch gradient steps from ``net``."""
+    return run(net, loss, learning_rate, steps)[0]
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -113,14 +118,12 @@ def _shades(n: int) -> list:
     return [colormaps["viridis"](t) for t in np.linspace(0.0, 0.85, n)]
 
 
-def _draw_curves(ax: Any, rates: Sequence[float], curves: np.ndarray) -> None:
-    steps = np.arange(1, curves.shape[1])  # from step 1: the step axis is logarithmic
-    for lr, curve in zip(rates, curves, strict=True):
-        ax.plot(steps, curve[1:], label=f"lr = {lr:g}")
+def _draw_curves(ax: Any, rates: Sequence[float], histories: Sequence[fb.History]) -> None:
+    runs = {f"lr = {lr:g}": h for lr, h in zip(rates, histories, strict=True)}
+    fb.plot.learning_curves(runs, log="xy", ax=ax)
     ax.axhline(np.log(2), color="gray", linestyle=":", label="log 2 (start)")
-    ax.set(xscale="log", yscale="log", xlabel="gradient steps (log scale)")
-    ax.set(ylabel="binary cross-entropy (log scale)", title="Loss curves")
-    ax.grid(True, which="major", alpha=0.3)
+    ax.set(xlabel="epoch = gradient step (log scale)", ylabel="binary cross-entropy (log scale)")
+    ax.set_title("Loss curves")
     ax.legend(fontsize="small")
 
 
@@ -134,14 +137,14 @@ def _draw_grid(ax: Any, rates: Sequence[float], grid: np.ndarray, marks: list[in
     ax.legend(fontsize="small")
 
 
-def plot(rates: Sequence[float], curves: np.ndarray, grid: np.ndarray, marks: list[int],
-         out_dir: str | Path) -> Path | None:  # fmt: skip
+def plot(rates: Sequence[float], histories: Sequence[fb.History], grid: np.ndarray,
+         marks: list[int], out_dir: str | Path) -> Path | None:  # fmt: skip
     """Save both panels as ``learning_rates.png``; return its path (None without matplotlib)."""
     plt = pyplot()
     if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
-    _draw_curves(left, rates, curves)
+    _draw_curves(left, rates, histories)
     _draw_grid(right, rates, grid, marks)
     fig.suptitle("AND gate, Dense(2, 1) + Sigmoid, full-batch gradient descent")
     print()
@@ -167,7 +170,8 @@ def main(
     rates = list(learning_rates)
     net = fb.Serial((make_dense(fb.random.key(seed)), fb.Sigmoid()))
     print(f"AND gate, full-batch gradient descent, {steps} steps from one initial net\n")
-    curves = np.array([loss_curve(net, fb.binary_cross_entropy, lr, steps) for lr in rates])
+    runs = [run(net, fb.binary_cross_entropy, lr, steps) for lr in rates]
+    curves = np.array([curve for curve, _ in runs])
     marks = checkpoints(steps)
     grid = curves[:, marks]
     reach = [steps_to(c, TARGET_LOSS) for c in curves]
@@ -181,7 +185,7 @@ def main(
         "curves": curves,
         "steps_to_target": reach,
         "rescued": rescued,
-        "figure": plot(rates, curves, grid, marks, out_dir),
+        "figure": plot(rates, [h for _, h in runs], grid, marks, out_dir),
     }
 
 

@@ -40,8 +40,10 @@ of the epoch's minibatches, computed in training mode while the weights
 change. With Dropout that is the loss of randomly thinned networks, not of
 the network you end up with, and it overstates the training loss. So a
 callback (``callbacks=(track,)``) evaluates the whole training set in
-inference mode after every epoch, exactly as the validation set is; the
-figure draws fit's number too, dotted, for the Dropout run.
+inference mode after every epoch, exactly as the validation set is, and
+returns the numbers, which join the History row as ``inference/loss``; the
+figure (``fb.plot.learning_curves``) draws fit's number too, dotted, for the
+Dropout run.
 
 Over seeds 0 to 9 (seed = data, split, weights, masks, shuffling), at the
 end of training, the gap ``validation loss - training loss`` is 0.28 to 1.98
@@ -102,14 +104,15 @@ def model(key: fb.random.Key, sizes: list[int], dropout: float) -> fb.Serial:
     return fb.Serial(tuple(layers))  # the same weights, two Dropout layers more
 
 
-def tracker(x: np.ndarray, y: np.ndarray) -> tuple[Callable, list[dict[str, float]]]:
-    """A ``fit`` callback evaluating ``(x, y)`` in inference mode after each epoch, and its log."""
-    rows: list[dict[str, float]] = []
+def tracker(x: np.ndarray, y: np.ndarray) -> Callable:
+    """A ``fit`` callback evaluating ``(x, y)`` in inference mode after each epoch; its numbers
+    join the History row as ``inference/loss`` and ``inference/accuracy``."""
 
-    def track(ts: fb.TrainState, logs: dict) -> None:
-        rows.append(fb.evaluate(ts, LOSS, x, y, metrics=("accuracy",)))
+    def track(ts: fb.TrainState, logs: dict) -> dict[str, float]:
+        scores = fb.evaluate(ts, LOSS, x, y, metrics=("accuracy",))
+        return {f"inference/{name}": value for name, value in scores.items()}
 
-    return track, rows
+    return track
 
 
 def train(
@@ -119,19 +122,19 @@ def train(
     """One run; returns its per-epoch losses (training set in inference mode) and final numbers."""
     x_tr, x_val, y_tr, y_val = splits
     k_init, k_fit = fb.random.split(key)
-    track, rows = tracker(x_tr, y_tr)
     net, history = fb.fit(
         model(k_init, sizes, dropout), LOSS, x_tr, y_tr,
         optimizer=fb.optim.adamw(learning_rate, weight_decay=weight_decay), epochs=epochs,
         batch_size=batch_size, key=k_fit, validation=(x_val, y_val), metrics=("accuracy",),
-        callbacks=(track,), progress=False,
+        callbacks=(tracker(x_tr, y_tr),), progress=False,
     )  # fmt: skip
-    train_loss = np.array([row["loss"] for row in rows])
+    train_loss = np.array(history.column("inference/loss"))
     val_loss = np.array(history.val_loss)
     return {
         "net": net, "history": history, "train_loss": train_loss, "val_loss": val_loss,
         "fit_train_loss": np.array(history.train_loss),
-        "train_accuracy": rows[-1]["accuracy"], "val_accuracy": history.val_metrics["accuracy"][-1],
+        "train_accuracy": history.column("inference/accuracy")[-1],
+        "val_accuracy": history.val_metrics["accuracy"][-1],
         "gap": float(val_loss[-1] - train_loss[-1]), "best_epoch": int(val_loss.argmin()) + 1,
     }  # fmt: skip
 
@@ -148,19 +151,15 @@ def report(runs: dict[str, dict[str, Any]]) -> None:
 
 
 def _panel(ax: Any, title: str, run: dict[str, Any]) -> None:
-    epochs = np.arange(1, len(run["val_loss"]) + 1)
-    ax.plot(epochs, run["train_loss"], color="tab:blue", label="training set")
-    ax.plot(epochs, run["val_loss"], color="tab:orange", label="validation set")
+    names = {"inference/loss": "training set", "val_loss": "validation set"}
     if "Dropout" in title:
-        ax.plot(epochs, run["fit_train_loss"], ":", color="tab:blue", lw=1,
-                label="training, dropout on\n(fit's history.train_loss)")  # fmt: skip
+        names["loss"] = "training, dropout on\n(fit's history.train_loss)"
+    fb.plot.learning_curves(run["history"], names, log=True, ax=ax)
+    if "Dropout" in title:
+        ax.get_lines()[-1].set(linestyle=":", color="tab:blue", linewidth=1)
     best = run["best_epoch"]
     ax.axvline(best, color="gray", ls="--", lw=1, label=f"lowest validation loss ({best})")
     ax.set_title(f"{title}\nfinal gap val - train = {run['gap']:.2f}")
-    ax.set(yscale="log", xlabel="epoch")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_minor_formatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "246" else "")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
 
 

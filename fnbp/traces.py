@@ -321,11 +321,17 @@ def diagnostics(loss: Any, x: Any, y: Any) -> Any:
       1% of their limits (where the derivative vanishes).
 
     ``history.column("grad_norm/layers[0]")`` is then a curve over training;
-    ``fnbp.plot.layer_norms(history)`` draws them.
+    ``fnbp.plot.layer_norms(history)`` draws them. One callback may serve
+    several runs in turn: when the step count goes back (a new run), the first
+    round has no update norm, as in any run.
     """
     before: dict[str, Any] = {}
+    last_step = [-1]
 
     def callback(ts: Any, logs: dict) -> dict[str, float]:
+        if int(ts.step) <= last_step[0]:  # another run: its params are not a move from these
+            before.clear()
+        last_step[0] = int(ts.step)
         t = trace(ts.params, x, y, loss, state=ts.model_state)
         out: dict[str, float] = {}
         for lt in _leaf_rows(t):
@@ -333,7 +339,7 @@ def diagnostics(loss: Any, x: Any, y: Any) -> Any:
             if params:
                 out[f"grad_norm/{lt.path}"] = tree.global_norm(tree.leaves(lt.grads))
                 old = before.get(lt.path)
-                if old is not None:
+                if old is not None and [np.shape(a) for a in old] == [np.shape(a) for a in params]:
                     moved = [
                         np.subtract(a, b, dtype=np.float64)
                         for a, b in zip(params, old, strict=True)

@@ -142,6 +142,20 @@ def test_diagnostics_record_per_layer_norms_and_activity_in_the_history():
     assert "grad_norm/layers[0]" not in h.train_metrics  # diagnostics are not metrics
 
 
+def test_one_diagnostics_callback_for_two_runs_starts_afresh_in_the_second():
+    x, lab = fb.datasets.two_moons(fb.random.key(1), 40, noise=0.1, dtype=np.float32)
+    y = lab[:, None].astype(np.float32)
+    probe = fb.diagnostics(fb.binary_cross_entropy, x, y)
+    runs = [
+        fb.fit(fb.mlp(fb.random.key(0), [2, width, 1], output=fb.Sigmoid()),
+               fb.binary_cross_entropy, x, y, optimizer=fb.optim.sgd(0.1), epochs=2,
+               batch_size=40, key=None, callbacks=(probe,), progress=False)[1]
+        for width in (3, 8)
+    ]  # fmt: skip
+    for h in runs:  # the second run's first round is no move from the first run's weights
+        assert "update_norm/layers[0]" not in h.rows[0] and "update_norm/layers[0]" in h.rows[1]
+
+
 def test_a_callback_may_add_numbers_to_the_row_but_not_rewrite_it():
     def extra(ts, logs):
         logs["loss"] = -1.0  # a copy: the History keeps its own
