@@ -59,7 +59,7 @@ from ..core import (
     split_context,
 )
 from ..errors import LocatedError, ShapeError, StructureError
-from ..record import frozen, param, readonly, static
+from ..record import array_repr, frozen, nested_repr, param, readonly, static
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Bidirectional"]
 
@@ -181,6 +181,12 @@ class _Cell(Layer):
     b_h: np.ndarray = param()
 
     GATES: ClassVar[int] = 1
+
+    def _describe(self) -> str:
+        name = type(self).__name__
+        if np.ndim(self.W_i) == 2 and np.ndim(self.W_h) == 2:
+            return f"{name}({self.W_i.shape[0]} -> {self.W_h.shape[0]})"
+        return f"{name}(W_i={array_repr(self.W_i)}, W_h={array_repr(self.W_h)})"
 
     @classmethod
     def init(
@@ -347,6 +353,8 @@ class RNNCell(_Cell):
     Saved: ``h_t``. ``init`` draws from ``U(-1/sqrt(H), 1/sqrt(H))`` as PyTorch does.
     """
 
+    __repr__ = _Cell._describe
+
     GATES: ClassVar[int] = 1
 
     def step(self, xp_t: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,6 +400,8 @@ class LSTMCell(_Cell):
     every weight and bias, the forget gate's too, from ``U(-1/sqrt(H), 1/sqrt(H))``
     as PyTorch does (add 1 to ``b_i[H:2H]`` for the common forget-bias-1 start).
     """
+
+    __repr__ = _Cell._describe
 
     GATES: ClassVar[int] = 4
 
@@ -451,6 +461,8 @@ class GRUCell(_Cell):
     Saved: ``h_{t-1}``, ``[r, z]``, ``n`` and ``hp_n``. ``init`` draws from
     ``U(-1/sqrt(H), 1/sqrt(H))`` as PyTorch does.
     """
+
+    __repr__ = _Cell._describe
 
     GATES: ClassVar[int] = 3
 
@@ -542,6 +554,14 @@ class _Sequence:
     keys: tuple | None
 
 
+_RECURRENT_DEFAULTS = (
+    ("return_sequences", True),
+    ("reverse", False),
+    ("initial", "zeros"),
+    ("return_carry", False),
+)
+
+
 @attrs.frozen
 class Recurrent(ContextLayer):
     """A cell run over the time axis of a batch-first sequence: ``(N, T, F) -> (N, T, H)``.
@@ -605,6 +625,11 @@ class Recurrent(ContextLayer):
         converter=_carry0,
         validator=_check_carry0,
     )
+
+    def __repr__(self) -> str:
+        options = [f"{name}={getattr(self, name)!r}" for name, default in _RECURRENT_DEFAULTS
+                   if getattr(self, name) != default]  # fmt: skip
+        return nested_repr("Recurrent", [repr(self.cell), *options])
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple[Any, Callable, Any]:
         """``(y, pullback, state)``: one pass over the sequence, BPTT in the pullback."""
@@ -894,6 +919,10 @@ class Bidirectional(ContextLayer):
     forward_layer: Recurrent
     backward_layer: Recurrent = attrs.field(validator=_check_directions)
     combine: str = static(default="concat", converter=validation.choice("concat", "sum"))
+
+    def __repr__(self) -> str:
+        parts = [repr(self.forward_layer), repr(self.backward_layer), f"combine={self.combine!r}"]
+        return nested_repr("Bidirectional", parts)
 
     @classmethod
     def init(
