@@ -43,6 +43,7 @@ __all__ = [
     "path",
     "record_fields",
     "map",
+    "walk",
     "leaves",
     "leaves_with_paths",
     "flatten",
@@ -227,6 +228,34 @@ def _at(f: Callable[..., Any], node: Any, key: Any, child: Any, rest: tuple) -> 
         return _map(f, child, sub)
     except LocatedError as e:
         raise e.within(path(node, key)) from None
+
+
+def walk(f: Callable[..., Any], tree: Any, *rest: Any) -> None:
+    """Call ``f(leaf, *leaves_of_rest)`` on every leaf, in order, for its effect.
+
+    The trees must have one structure, as for :func:`map`; nothing is rebuilt.
+    """
+    _walk_all(f, tree, rest)
+
+
+def _walk_all(f: Callable[..., Any], t: Any, rest: tuple) -> None:
+    cls = type(t)
+    if cls is np.ndarray or is_leaf(t):
+        for o in rest:
+            if not is_leaf(o):
+                raise StructureError(mismatch(t, o) or "")
+        f(t, *rest)
+        return
+    for o in rest:
+        why = mismatch(t, o)
+        if why:
+            raise StructureError(why)
+    for key, child in children(t):
+        sub = tuple([_child(o, key) for o in rest]) if rest else rest
+        try:
+            _walk_all(f, child, sub)
+        except LocatedError as e:
+            raise e.within(path(t, key)) from None
 
 
 def _child(t: Any, key: Any) -> Any:

@@ -29,6 +29,14 @@ def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return frozen(np.add(p, u, out=_like(p), dtype=p.dtype))
 
 
+def add_into(p: np.ndarray, u: np.ndarray, ours: bool) -> np.ndarray:
+    """``p + u`` like :func:`add`, written into ``u`` itself when ``ours`` (nobody else
+    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype."""
+    if ours and u.base is None and u.flags.writeable and u.dtype == p.dtype:
+        return frozen(np.add(u, p, out=u))
+    return add(p, u)
+
+
 def moment(m: np.ndarray, g: np.ndarray, decay: float) -> np.ndarray:
     """An exponential moving average: ``decay * m + (1 - decay) * g``."""
     new = np.multiply(m, decay, out=_like(m))

@@ -1,4 +1,4 @@
-"""The optimizer contract: ``Optimizer(init, update)``, ``chain``, ``apply_updates``.
+"""The optimizer contract: ``Optimizer(init, update)``, ``chain``, ``apply_updates``, ``step``.
 
 An optimizer is a pair of pure functions::
 
@@ -11,6 +11,19 @@ thing: ``scale(-0.1)`` turns grads into SGD updates, ``clip_by_global_norm(1.0)`
 rescales them, and :func:`chain` runs transforms one after another, each
 receiving the previous one's output as its ``grads``. States are frozen records
 whose moment trees mirror ``params``; nothing is written in place, ever.
+
+**How a step runs.** fnbp's own transforms also carry their rule on *lists* of
+arrays (the leaves in tree order), ``rule(g, state, p, like) -> (u, state)``:
+:func:`chain` composes the rules and :func:`step` walks the trees only twice
+-- the leaves of params and grads in, the new params out -- whatever the
+chain, instead of once per transform. A transform you write as a plain
+``Optimizer(init, update)`` works everywhere too, through its trees.
+
+**Ownership.** :func:`step` may write the new parameters into an update
+array when a transform just allocated it for this step: an array that owns its
+memory, is writeable, and is neither a leaf of ``grads`` nor of the new state
+(fnbp's transforms return their states read-only). A transform you write hands
+its update arrays over to ``step``: keep no other reference to them.
 """
 
 from __future__ import annotations
@@ -26,11 +39,24 @@ from ..errors import ShapeError, StructureError
 from ..record import frozen, static
 from . import _leaf
 
-__all__ = ["Optimizer", "EmptyState", "identity", "chain", "apply_updates", "step", "update"]
+__all__ = [
+    "Optimizer",
+    "EmptyState",
+    "identity",
+    "chain",
+    "transform",
+    "apply_updates",
+    "step",
+    "update",
+]
 
 Params = Any
 Updates = Any
 State = Any
+Leaves = list[Any]
+Rule = Callable[[Leaves, Any, Leaves | None, Any], tuple[Leaves, Any]]
+"""``rule(g, state, p, like) -> (u, new_state)`` on the leaves of grads and params
+(``p`` None when not given); ``like`` is the grads tree, for transforms that need it."""
 
 
 @attrs.frozen
@@ -40,7 +66,9 @@ class Optimizer:
     * ``init(params) -> state``
     * ``update(grads, state, params=None) -> (updates, new_state)``
 
-    Both are static fields: an optimizer is not a tree of arrays.
+    and optionally ``rule``, the same update on lists of leaves (see the module
+    docstring); :func:`transform` builds an Optimizer from a rule. All three are
+    static fields: an optimizer is not a tree of arrays.
 
     >>> import numpy as np, fnbp as fb
     >>> opt = fb.optim.sgd(0.1)
@@ -53,6 +81,7 @@ class Optimizer:
 
     init: Callable[[Params], State] = static()
     update: Callable[..., tuple[Updates, State]] = static()
+    rule: Rule | None = static(default=None)
 
 
 @attrs.frozen
@@ -60,9 +89,41 @@ class EmptyState:
     """The state of a stateless transform (``scale``, ``clip_by_global_norm``...)."""
 
 
+def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
+    """An Optimizer from ``init`` and a rule on leaf lists; its ``update`` is derived:
+    the leaves of ``grads`` (and ``params``) in, the updates tree out."""
+
+    def update(grads: Any, state: Any, params: Params = None) -> tuple[Updates, State]:
+        g = tree.leaves(grads)
+        p = None if params is None else _leaves_like(params, grads)
+        u, state = rule(g, state, p, grads)
+        return tree.unflatten(grads, u), state
+
+    return Optimizer(init, update, rule)
+
+
+def _leaves_like(params: Params, grads: Any) -> Leaves:
+    """The leaves of ``params``, checked to pair with ``grads``' (structure and shapes)."""
+    p, _ = _pairs(params, grads, "grads")
+    return p
+
+
+def _rule(opt: Optimizer) -> Rule:
+    """``opt``'s rule, or one going through its trees for a transform without one."""
+    if opt.rule is not None:
+        return opt.rule
+
+    def through_trees(g: Leaves, state: Any, p: Leaves | None, like: Any) -> tuple[Leaves, Any]:
+        params = None if p is None else tree.unflatten(like, p)
+        updates, state = opt.update(tree.unflatten(like, g), state, params)
+        return tree.leaves(updates), state
+
+    return through_trees
+
+
 def identity() -> Optimizer:
     """The transform that returns ``grads`` unchanged: ``updates = grads``."""
-    return Optimizer(lambda params: EmptyState(), lambda grads, state, params=None: (grads, state))
+    return transform(lambda params: EmptyState(), lambda g, state, p, like: (g, state))
 
 
 def chain(*optimizers: Optimizer) -> Optimizer:
@@ -77,40 +138,46 @@ def chain(*optimizers: Optimizer) -> Optimizer:
         if not isinstance(opt, Optimizer):
             hint = " (did you forget to call it?)" if callable(opt) else ""
             raise validation.fail("chain", f"argument {i}", f"an Optimizer{hint}", opt)
+    rules = [_rule(opt) for opt in optimizers]
 
     def init(params: Params) -> tuple:
         return tuple(opt.init(params) for opt in optimizers)
 
-    def update(grads: Any, state: tuple, params: Params = None) -> tuple[Updates, tuple]:
-        if not isinstance(state, tuple) or len(state) != len(optimizers):
+    def rule(g: Leaves, state: Any, p: Leaves | None, like: Any) -> tuple[Leaves, tuple]:
+        if not isinstance(state, tuple) or len(state) != len(rules):
             raise StructureError(
-                f"chain of {len(optimizers)} transforms expects a tuple of {len(optimizers)} "
+                f"chain of {len(rules)} transforms expects a tuple of {len(rules)} "
                 f"states (from its own init), got {type(state).__name__}"
             )
         new_state = []
-        for opt, s in zip(optimizers, state, strict=True):
-            grads, s = opt.update(grads, s, params)
+        for r, s in zip(rules, state, strict=True):
+            g, s = r(g, s, p, like)
             new_state.append(s)
-        return grads, tuple(new_state)
+        return g, tuple(new_state)
 
-    return Optimizer(init, update)
-
-
-def _check_pair(p: Any, u: Any, what: str) -> None:
-    if type(p) is not np.ndarray or type(u) is not np.ndarray:
-        raise StructureError(
-            f"params and {what} leaves must be arrays, got {type(p).__name__} "
-            f"and {type(u).__name__}"
-        )
-    if p.shape != u.shape:
-        raise ShapeError(f"params have shape {p.shape}, {what} have {u.shape}")
-    if u.dtype not in validation.FLOAT_SET:
-        validation.floating(u, "apply_updates", what)
+    return transform(init, rule)
 
 
-def _add_leaf(p: np.ndarray, u: np.ndarray) -> np.ndarray:
-    _check_pair(p, u, "updates")
-    return _leaf.add(p, u)
+def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
+    """The leaves of ``params`` and ``other``, paired: one structure, one shape per pair."""
+
+    def check(p: Any, o: Any) -> None:
+        if type(p) is not np.ndarray or type(o) is not np.ndarray:
+            raise StructureError(
+                f"params and {what} leaves must be arrays, got {type(p).__name__} "
+                f"and {type(o).__name__}"
+            )
+        if p.shape != o.shape:
+            raise ShapeError(f"params have shape {p.shape}, {what} have {o.shape}")
+        if o.dtype not in validation.FLOAT_SET:
+            validation.floating(o, "optimizer", what)
+        ps.append(p)
+        os.append(o)
+
+    ps: Leaves = []
+    os: Leaves = []
+    tree.walk(check, params, other)
+    return ps, os
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
@@ -120,11 +187,15 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     A float64 update is cast to a float32 param's dtype, never the reverse.
     A :class:`~fnbp.StructureError` names the first path where the trees differ.
     """
-    return tree.map(_add_leaf, params, updates)
+    p, u = _pairs(params, updates, "updates")
+    return tree.unflatten(params, [_leaf.add(a, b) for a, b in zip(p, u, strict=True)])
 
 
 def step(opt: Optimizer, params: Params, grads: Any, state: State) -> tuple[Params, State]:
     """One optimizer step: ``(apply_updates(params, updates), new_state)``.
+
+    Two walks of the trees in all (see the module docstring); the new params
+    are written into update arrays the transforms just allocated, when they may be.
 
     >>> import numpy as np, fnbp as fb
     >>> opt = fb.optim.adam(0.1)
@@ -133,8 +204,11 @@ def step(opt: Optimizer, params: Params, grads: Any, state: State) -> tuple[Para
     >>> params.round(6).tolist()
     [0.9, -0.9]
     """
-    updates, state = opt.update(grads, state, params)
-    return apply_updates(params, updates), state
+    p, g = _pairs(params, grads, "grads")
+    u, state = _rule(opt)(g, state, p, grads)
+    held = {id(a) for a in g} | {id(a) for a in tree.leaves(state)}
+    new = [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+    return tree.unflatten(params, new), state
 
 
 def update(params: Params, grads: Any, learning_rate: float) -> Params:
@@ -150,33 +224,29 @@ def update(params: Params, grads: Any, learning_rate: float) -> Params:
     [0.5, 2.5]
     """
     lr = validation.check_real("update", "learning_rate", learning_rate, low=0.0)
-
-    def descend(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-        _check_pair(p, g, "grads")
-        return _leaf.add(p, _leaf.scale(g, -lr))
-
-    return tree.map(descend, params, grads)
+    p, g = _pairs(params, grads, "grads")
+    new = [_leaf.add_into(a, _leaf.scale(b, -lr), True) for a, b in zip(p, g, strict=True)]
+    return tree.unflatten(params, new)
 
 
 # ---- plumbing shared by the transforms ------------------------------------------------
 
 
-def leafwise(fn: Callable[..., tuple], n: int, grads: Any, *others: Any) -> tuple:
-    """Apply ``fn(g, *xs) -> (out_1, ..., out_n)`` leafwise; return ``n`` trees like grads.
+def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
+    """The leaves of a moment tree, checked to pair with the gradient leaves ``g``: the
+    same number, the same shapes, the same kind of node at the top (a full walk
+    only on a mismatch, so that the error names the path)."""
+    leaves = tree.leaves(tree_)
+    fits = len(leaves) == len(g) and tree.mismatch(like, tree_) is None
+    if fits and all(s.shape == x.shape for s, x in zip(leaves, g, strict=True)):
+        return leaves
 
-    ``others`` must have the structure and leaf shapes of ``grads``, else a
-    :class:`~fnbp.StructureError` names the path.
-    """
-    outs: list[tuple] = []
+    def check(x: Any, s: Any) -> None:
+        if np.shape(x) != np.shape(s):
+            raise ShapeError(f"{owner}: grads have shape {np.shape(x)}, state has {np.shape(s)}")
 
-    def visit(g: np.ndarray, *xs: np.ndarray) -> None:
-        for x in xs:
-            if np.shape(x) != np.shape(g):
-                raise StructureError(f"grads have shape {np.shape(g)}, state has {np.shape(x)}")
-        outs.append(fn(g, *xs))
-
-    tree.map(visit, grads, *others)
-    return tuple(tree.unflatten(grads, [o[i] for o in outs]) for i in range(n))
+    tree.walk(check, like, tree_)
+    raise StructureError(f"{owner}: the state does not fit these grads (from another network?)")
 
 
 def counter(n: int) -> np.ndarray:

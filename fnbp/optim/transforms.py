@@ -17,7 +17,7 @@ import numpy as np
 from .. import tree, validation
 from ..record import frozen, param
 from . import _leaf
-from .base import EmptyState, Optimizer, counter, expect_state, leafwise
+from .base import EmptyState, Leaves, Optimizer, counter, expect_state, state_leaves, transform
 from .schedules import Schedule
 
 __all__ = [
@@ -36,6 +36,11 @@ __all__ = [
     "add_decayed_weights",
     "clip_by_global_norm",
 ]
+
+
+def _rebuilt(like: Any, leaves: Leaves) -> Any:
+    """The moment tree ``like`` with new leaves (the records are rebuilt once)."""
+    return tree.unflatten(like, leaves)
 
 
 def _zeros(params: Any) -> Any:
@@ -85,19 +90,19 @@ class RssState:
     sum_of_squares: Any
 
 
-def _stateless(fn: Callable[[Any, Any], Any]) -> Optimizer:
-    """A transform with no state: ``updates = fn(grads, params)``."""
+def _stateless(fn: Callable[[Leaves, Leaves | None], Leaves]) -> Optimizer:
+    """A transform with no state: ``u = fn(g, p)`` on the leaf lists."""
+    return transform(lambda params: EmptyState(), lambda g, state, p, like: (fn(g, p), state))
 
-    def update(grads: Any, state: EmptyState, params: Any = None) -> tuple[Any, EmptyState]:
-        return fn(grads, params), state
 
-    return Optimizer(lambda params: EmptyState(), update)
+def _scaled(g: Leaves, factor: float) -> Leaves:
+    return [_leaf.scale(x, factor) for x in g]
 
 
 def scale(factor: float) -> Optimizer:
     """``updates = factor * grads`` (each leaf keeps its dtype). ``scale(-lr)`` is SGD."""
     factor = validation.check_real("scale", "factor", factor)
-    return _stateless(lambda grads, params: tree.map(lambda g: _leaf.scale(g, factor), grads))
+    return _stateless(lambda g, p: _scaled(g, factor))
 
 
 def scale_by_schedule(schedule: Schedule) -> Optimizer:
@@ -107,14 +112,12 @@ def scale_by_schedule(schedule: Schedule) -> Optimizer:
     """
     validation.check_callable("scale_by_schedule", "schedule", schedule, "a function of the step")
 
-    def update(grads: Any, state: ScheduleState, params: Any = None) -> tuple[Any, ScheduleState]:
+    def rule(g: Leaves, state: ScheduleState, p: Any, like: Any) -> tuple[Leaves, ScheduleState]:
         expect_state(state, ScheduleState, "scale_by_schedule")
         n = int(state.count)
-        factor = float(schedule(n))
-        updates = tree.map(lambda g: _leaf.scale(g, factor), grads)
-        return updates, ScheduleState(counter(n + 1))
+        return _scaled(g, float(schedule(n))), ScheduleState(counter(n + 1))
 
-    return Optimizer(lambda params: ScheduleState(counter(0)), update)
+    return transform(lambda params: ScheduleState(counter(0)), rule)
 
 
 def _checked_rate(schedule: Schedule) -> Schedule:
@@ -155,15 +158,13 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     )
     nesterov = validation.check_bool("trace", "nesterov", nesterov)
 
-    def leaf(g: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _leaf.trace(g, v, momentum, nesterov)
-
-    def update(grads: Any, state: TraceState, params: Any = None) -> tuple[Any, TraceState]:
+    def rule(g: Leaves, state: TraceState, p: Any, like: Any) -> tuple[Leaves, TraceState]:
         expect_state(state, TraceState, "trace")
-        updates, v = leafwise(leaf, 2, grads, state.momentum)
-        return updates, TraceState(v)
+        v = state_leaves(state.momentum, g, "trace", like)
+        out = [_leaf.trace(gi, vi, momentum, nesterov) for gi, vi in zip(g, v, strict=True)]
+        return [u for u, _ in out], TraceState(_rebuilt(state.momentum, [v for _, v in out]))
 
-    return Optimizer(lambda params: TraceState(_zeros(params)), update)
+    return transform(lambda params: TraceState(_zeros(params)), rule)
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
@@ -185,17 +186,17 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
     def init(params: Any) -> AdamState:
         return AdamState(_zeros(params), _zeros(params), counter(0))
 
-    def update(grads: Any, state: AdamState, params: Any = None) -> tuple[Any, AdamState]:
+    def rule(g: Leaves, state: AdamState, p: Any, like: Any) -> tuple[Leaves, AdamState]:
         expect_state(state, AdamState, "scale_by_adam")
         t = int(state.count) + 1
+        m = state_leaves(state.mu, g, "scale_by_adam", like)
+        v = state_leaves(state.nu, g, "scale_by_adam", like)
+        out = [_leaf.adam(*leaves, b1, b2, eps, t) for leaves in zip(g, m, v, strict=True)]
+        mu = _rebuilt(state.mu, [o[1] for o in out])
+        nu = _rebuilt(state.nu, [o[2] for o in out])
+        return [o[0] for o in out], AdamState(mu, nu, counter(t))
 
-        def leaf(g: np.ndarray, m: np.ndarray, v: np.ndarray) -> tuple:
-            return _leaf.adam(g, m, v, b1, b2, eps, t)
-
-        updates, mu, nu = leafwise(leaf, 3, grads, state.mu, state.nu)
-        return updates, AdamState(mu, nu, counter(t))
-
-    return Optimizer(init, update)
+    return transform(init, rule)
 
 
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
@@ -211,12 +212,13 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
     decay = validation.check_real("scale_by_rms", "decay", decay, low=0.0, high=1.0, high_open=True)
     eps = validation.check_real("scale_by_rms", "eps", eps, low=0.0)
 
-    def update(grads: Any, state: RmsState, params: Any = None) -> tuple[Any, RmsState]:
+    def rule(g: Leaves, state: RmsState, p: Any, like: Any) -> tuple[Leaves, RmsState]:
         expect_state(state, RmsState, "scale_by_rms")
-        updates, nu = leafwise(lambda g, v: _leaf.rms(g, v, decay, eps), 2, grads, state.nu)
-        return updates, RmsState(nu)
+        v = state_leaves(state.nu, g, "scale_by_rms", like)
+        out = [_leaf.rms(gi, vi, decay, eps) for gi, vi in zip(g, v, strict=True)]
+        return [u for u, _ in out], RmsState(_rebuilt(state.nu, [v for _, v in out]))
 
-    return Optimizer(lambda params: RmsState(_zeros(params)), update)
+    return transform(lambda params: RmsState(_zeros(params)), rule)
 
 
 def scale_by_rss(eps: float = 1e-8) -> Optimizer:
@@ -230,34 +232,27 @@ def scale_by_rss(eps: float = 1e-8) -> Optimizer:
     """
     eps = validation.check_real("scale_by_rss", "eps", eps, low=0.0)
 
-    def update(grads: Any, state: RssState, params: Any = None) -> tuple[Any, RssState]:
+    def rule(g: Leaves, state: RssState, p: Any, like: Any) -> tuple[Leaves, RssState]:
         expect_state(state, RssState, "scale_by_rss")
-        leaf = lambda g, s: _leaf.adagrad(g, s, eps)  # noqa: E731
-        updates, s = leafwise(leaf, 2, grads, state.sum_of_squares)
-        return updates, RssState(s)
+        s = state_leaves(state.sum_of_squares, g, "scale_by_rss", like)
+        out = [_leaf.adagrad(gi, si, eps) for gi, si in zip(g, s, strict=True)]
+        return [u for u, _ in out], RssState(_rebuilt(state.sum_of_squares, [s for _, s in out]))
 
-    return Optimizer(lambda params: RssState(_zeros(params)), update)
+    return transform(lambda params: RssState(_zeros(params)), rule)
 
 
-def _decay_flags(mask: Any, grads: Any, params: Any) -> list[bool]:
-    """One bool per leaf, in ``grads``' traversal order."""
-    flags: list[bool] = []
+def _decay_flags(mask: Any, like: Any, params: Leaves) -> list[bool]:
+    """One bool per leaf, in tree order: ``ndim >= 2`` by default, else from ``mask``."""
     if mask is None:
-
-        def by_ndim(g: Any, p: Any) -> Any:
-            flags.append(np.ndim(p) >= 2)
-            return g
-
-        tree.map(by_ndim, grads, params)
-        return flags
-    chosen = mask(params) if callable(mask) else mask
-
-    def flag(g: Any, p: Any, m: Any) -> Any:
-        flags.append(validation.check_bool("add_decayed_weights", "mask leaf", m))
-        return g
-
-    tree.map(flag, grads, params, chosen)
+        return [np.ndim(p) >= 2 for p in params]
+    chosen = mask(tree.unflatten(like, params)) if callable(mask) else mask
+    flags: list[bool] = []
+    tree.walk(lambda g, m: flags.append(_flag(m)), like, chosen)
     return flags
+
+
+def _flag(m: Any) -> bool:
+    return validation.check_bool("add_decayed_weights", "mask leaf", m)
 
 
 def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimizer:
@@ -274,20 +269,16 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
         "add_decayed_weights", "weight_decay", weight_decay, low=0.0
     )
 
-    def update(grads: Any, state: EmptyState, params: Any = None) -> tuple[Any, EmptyState]:
-        if params is None:
+    def decay(g: Leaves, p: Leaves | None, like: Any) -> Leaves:
+        if p is None:
             raise validation.fail(
                 "add_decayed_weights", "params", "the params: update(grads, state, params)", None
             )
-        flags = iter(_decay_flags(mask, grads, params))
+        flags = _decay_flags(mask, like, p)
+        triples = zip(g, p, flags, strict=True)
+        return [_leaf.decayed(gi, pi, weight_decay, on)[0] for gi, pi, on in triples]
 
-        def leaf(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray]:
-            return _leaf.decayed(g, p, weight_decay, next(flags))
-
-        (updates,) = leafwise(leaf, 1, grads, params)
-        return updates, state
-
-    return Optimizer(lambda params: EmptyState(), update)
+    return transform(lambda params: EmptyState(), lambda g, s, p, like: (decay(g, p, like), s))
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
@@ -303,11 +294,8 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
         "clip_by_global_norm", "max_norm", max_norm, low=0.0, low_open=True
     )
 
-    def clip(grads: Any, params: Any) -> Any:
-        norm = tree.global_norm(grads)
-        if not norm > max_norm:
-            return grads
-        factor = max_norm / norm
-        return tree.map(lambda g: _leaf.scale(g, factor), grads)
+    def clip(g: Leaves, p: Any) -> Leaves:
+        norm = tree.global_norm(g)
+        return g if not norm > max_norm else _scaled(g, max_norm / norm)
 
     return _stateless(clip)

@@ -27,9 +27,10 @@ OPTIMIZERS = {
 }
 
 
-def test_optimizer_is_a_frozen_record_of_two_functions():
+def test_optimizer_is_a_frozen_record_of_two_functions_and_a_rule():
     opt = optim.sgd(0.1)
-    assert [f.name for f in attrs.fields(optim.Optimizer)] == ["init", "update"]
+    assert [f.name for f in attrs.fields(optim.Optimizer)] == ["init", "update", "rule"]
+    assert optim.Optimizer(opt.init, opt.update).rule is None  # a rule is optional
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         opt.init = None
     assert fb.tree.leaves(opt) == []  # static fields: not a tree of arrays
@@ -232,3 +233,33 @@ def test_state_survives_a_checkpoint_and_training_resumes_bit_for_bit(tmp_path):
         np.array_equal(a, b)
         for a, b in zip(fb.tree.leaves(straight), fb.tree.leaves(resumed), strict=True)
     )
+
+
+def test_a_plain_optimizer_without_a_rule_works_in_a_chain_and_in_step():
+    halve = optim.Optimizer(
+        lambda params: optim.EmptyState(),
+        lambda grads, state, params=None: (fb.tree.map(lambda g: 0.5 * g, grads), state),
+    )
+    opt = optim.chain(halve, optim.sgd(1.0))
+    params, grads = pair(P), pair(G1)
+    new, _ = optim.step(opt, params, grads, opt.init(params))
+    expected = fb.tree.map(lambda p, g: p - 0.5 * g, params, grads)
+    assert fb.tree.allclose(new, expected, rtol=0, atol=0)
+
+
+def test_step_never_writes_into_grads_state_or_params():
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    grads = fb.tree.map(lambda p: np.ones(p.shape, p.dtype), net)  # writeable: the caller's
+    for opt in (
+        optim.chain(optim.identity(), optim.identity()),
+        optim.sgd(0.1, momentum=0.9),
+        optim.adam(0.1),
+    ):
+        state = opt.init(net)
+        before = [np.array(a) for a in fb.tree.leaves((net, grads, state))]
+        new, new_state = optim.step(opt, net, grads, state)
+        after = fb.tree.leaves((net, grads, state))
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+        held = {id(a) for a in fb.tree.leaves((grads, new_state))}
+        assert not held & {id(a) for a in fb.tree.leaves(new)}
+        assert all(not a.flags.writeable for a in fb.tree.leaves((new, new_state)))
