@@ -34,6 +34,11 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# Measure the fnbp of this checkout (whose commit the facts record), not whichever
+# copy happens to be installed: a script run as ``python benchmarks/x.py`` has
+# benchmarks/ on sys.path, not the repository root.
+if (ROOT / "fnbp" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 __all__ = [
     "Summary",
@@ -51,6 +56,7 @@ __all__ = [
     "write_json",
     "optional_import",
     "limit_blas_threads",
+    "blas_threads",
     "load_average",
 ]
 
@@ -340,6 +346,15 @@ def limit_blas_threads(n: int) -> None:
     if tpc is None:
         raise SystemExit("--blas-threads needs threadpoolctl (pip install threadpoolctl)")
     _LIMITS.append(tpc.threadpool_limits(limits=n, user_api="blas"))
+
+
+def blas_threads() -> int | None:
+    """The largest thread count of the BLAS pools now (``None`` without threadpoolctl)."""
+    tpc = optional_import("threadpoolctl")
+    if tpc is None:
+        return None
+    counts = [info["num_threads"] for info in tpc.threadpool_info() if info["user_api"] == "blas"]
+    return max(counts) if counts else None
 
 
 def load_average() -> str:
