@@ -36,7 +36,13 @@ timing: one step from the same initial weights must give the same weights in
 fnbp, the notebook and the peers; a few steps of the numpy limit must follow
 fnbp's loss and parameter trajectory (and one short ``fit`` epoch, on fit's
 own shuffled order) to float32 rounding. After timing: minor page faults per
-step in steady state (``ru_minflt`` over many steps after warm-up).
+step in steady state (``ru_minflt`` over many steps after warm-up), each
+contender alone in a fresh process (as a user's script runs it), the same with
+glibc's mmap and trim thresholds raised through ``GLIBC_TUNABLES`` (largest
+batch only), and in the timing process itself. fnbp's fresh buffers fault or
+not depending on glibc's dynamic mmap threshold, that is on what the process
+allocated and freed before, which is why the timing process (where other
+contenders freed large arrays) can show none.
 
 Run: ``python benchmarks/mlp_throughput.py --blas-threads 1`` (and ``2``);
 ``--quick`` for a smoke test.
@@ -46,10 +52,16 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
+import os
+import statistics
+import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -527,41 +539,84 @@ FAULT_ROWS = ROW_ORDER[:6]
 
 
 def build(
-    dtype: str, batch: int, X: np.ndarray, y: np.ndarray, choice: Choice, torch: Any
+    dtype: str,
+    batch: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    choice: Choice,
+    torch: Any,
+    only: Sequence[str] | None = None,
 ) -> tuple[dict[str, Epoch], int]:
-    """Every contender's one-epoch callable for one (dtype, batch), and the samples used."""
+    """The one-epoch callable of every contender (or of those in ``only``) for one
+    (dtype, batch), and the number of samples an epoch uses."""
     net0 = fb.mlp(fb.random.key(0), SIZES, dtype=dtype)
     n = (len(X) // batch) * batch
     batches = [(X[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
-    contenders: dict[str, Epoch] = {
-        LIMIT: make_limit(net0, batches, choice, fold_lr=False),
-        "numpy limit, lr folded": make_limit(net0, batches, choice, fold_lr=True),
-        "fnbp fit": make_fnbp_fit(net0, X[:n], y[:n], batch),
-        "fnbp step": make_fnbp_step(net0, batches),
-        "fnbp vag + update": make_fnbp_update(net0, batches),
-        "notebook": make_notebook(net0, batches),
-        "matmul bound": make_bound(net0, batches),
+    factories: dict[str, Callable[[], Epoch]] = {
+        LIMIT: lambda: make_limit(net0, batches, choice, fold_lr=False),
+        "numpy limit, lr folded": lambda: make_limit(net0, batches, choice, fold_lr=True),
+        "fnbp fit": lambda: make_fnbp_fit(net0, X[:n], y[:n], batch),
+        "fnbp step": lambda: make_fnbp_step(net0, batches),
+        "fnbp vag + update": lambda: make_fnbp_update(net0, batches),
+        "notebook": lambda: make_notebook(net0, batches),
+        "matmul bound": lambda: make_bound(net0, batches),
     }
     if optional_import("sklearn") is not None:
-        contenders["sklearn MLPClassifier"] = make_sklearn(net0, X[:n], y[:n], batch)
+        factories["sklearn MLPClassifier"] = lambda: make_sklearn(net0, X[:n], y[:n], batch)
     if torch is not None:
-        contenders["torch"] = make_torch(torch, net0, batches)
-    return contenders, n
+        factories["torch"] = lambda: make_torch(torch, net0, batches)
+    names = list(factories) if only is None else list(only)
+    return {name: factories[name]() for name in names}, n
 
 
-def faults_per_step(epoch: Epoch, steps_per_epoch: int, min_steps: int) -> float:
-    """Minor page faults per step in steady state: ``ru_minflt`` over at least
-    ``min_steps`` steps (whole epochs, at least two) after two warm-up epochs."""
+TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728"
+
+
+def faults_per_step(epoch: Epoch, steps_per_epoch: int, min_steps: int) -> tuple[float, float]:
+    """Minor page faults per step in steady state, and the median seconds per step:
+    ``ru_minflt`` over at least ``min_steps`` steps (whole epochs, at least two) after
+    a warm-up of at least 32 steps (whole epochs, at least two)."""
     assert resource is not None
+    for _ in range(max(2, math.ceil(32 / steps_per_epoch))):
+        epoch()
     epochs = max(2, math.ceil(min_steps / steps_per_epoch))
-    epoch()
-    epoch()
     gc.collect()
+    times = []
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(epochs):
+        t0 = time.perf_counter()
         epoch()
+        times.append((time.perf_counter() - t0) / steps_per_epoch)
     f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    return (f1 - f0) / (epochs * steps_per_epoch)
+    return (f1 - f0) / (epochs * steps_per_epoch), statistics.median(times)
+
+
+def fault_child(
+    name: str, dtype: str, batch: int, choice: Choice, args: argparse.Namespace, tunables: bool
+) -> dict[str, float]:
+    """Page faults and median seconds per step of contender ``name`` alone in a fresh
+    process; with ``tunables``, glibc's mmap and trim thresholds raised (``TUNABLES``)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--fault-child", name]
+    cmd += ["--dtypes", dtype, "--batches", str(batch), "--samples", str(args.samples)]
+    cmd += ["--fault-steps", str(args.fault_steps)]
+    cmd += ["--choice", ",".join((choice.gemm, choice.relu_zero, choice.mask, choice.bias))]
+    if args.blas_threads is not None:
+        cmd += ["--blas-threads", str(args.blas_threads)]
+    env = dict(os.environ)
+    if tunables:
+        env["GLIBC_TUNABLES"] = TUNABLES
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_fault_child(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> int:
+    """The ``--fault-child`` mode: build one contender, print its faults and time per step."""
+    (dtype,), (batch,) = args.dtypes, args.batches
+    choice = Choice(*args.choice.split(","))
+    epochs, n = build(dtype, batch, X, y, choice, None, only=[args.fault_child])
+    f, t = faults_per_step(epochs[args.fault_child], n // batch, args.fault_steps)
+    print(json.dumps({"faults_per_step": f, "s_per_step": t}))
+    return 0
 
 
 def run_config(
@@ -580,12 +635,19 @@ def run_config(
     def paired(ref: str) -> dict[str, Summary]:
         return {k: Summary.of(pair_ratios(times[ref], v)) for k, v in times.items()}
 
-    faults: dict[str, float] = {}
+    faults: dict[str, Any] = {}
     if resource is not None:
-        # fresh contenders, so the timing runs' state does not carry over
-        fresh, _ = build(dtype, batch, X, y, choice, torch)
+        # each contender alone in a fresh process, as a user's script would run it ...
         for name in FAULT_ROWS:
-            faults[name] = faults_per_step(fresh[name], n // batch, args.fault_steps)
+            faults[name] = fault_child(name, dtype, batch, choice, args, tunables=False)
+        # ... with glibc's thresholds raised so freed buffers stay mapped ...
+        for name in FAULT_ROWS if batch == max(args.batches) else ():
+            faults[f"{name}, tunables"] = fault_child(name, dtype, batch, choice, args, True)
+        # ... and new contender objects in this process, after everything above
+        again, _ = build(dtype, batch, X, y, choice, torch, only=FAULT_ROWS)
+        for name in FAULT_ROWS:
+            f, t = faults_per_step(again[name], n // batch, args.fault_steps)
+            faults[f"{name}, in process"] = {"faults_per_step": f, "s_per_step": t}
     return {
         "dtype": dtype,
         "batch": batch,
@@ -596,7 +658,7 @@ def run_config(
         "x_notebook": paired("notebook"),
         "x_bound": paired("matmul bound"),
         "fit_vs_step": Summary.of(pair_ratios(times["fnbp step"], times["fnbp fit"])),
-        "faults_per_step": faults,
+        "faults": faults,
     }
 
 
@@ -637,10 +699,10 @@ def targets(results: Sequence[dict[str, Any]], threads: int | None) -> list[list
             ]
         )
     for r in results:
-        if r["batch"] != 1024 or not r["faults_per_step"]:
+        if r["batch"] != 1024 or not r["faults"]:
             continue
         for name in ("fnbp step", "fnbp fit", "fnbp vag + update"):
-            f = r["faults_per_step"][name]
+            f = r["faults"][name]["faults_per_step"]
             rows.append(
                 [
                     f"page faults per step, {name}, {r['dtype']}, B=1024",
@@ -682,9 +744,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             default=None,
             help="steps over which page faults are counted (default 128, quick 16)",
         )
+        p.add_argument("--fault-child", default=None, help=argparse.SUPPRESS)
+        p.add_argument("--choice", default=None, help=argparse.SUPPRESS)
 
     args = parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra)
-    samples = args.samples or (2048 if args.quick else 4096)
+    samples = args.samples = args.samples or (2048 if args.quick else 4096)
     args.fault_steps = args.fault_steps or (16 if args.quick else 128)
     if samples < 2 * max(args.batches):
         raise SystemExit(f"--samples must be at least twice the largest batch {max(args.batches)}")
@@ -696,6 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     X64 = rng.random((samples, SIZES[0]))
     labels = rng.integers(0, SIZES[-1], samples)
     data = {"float64": X64, "float32": X64.astype(np.float32)}
+    if args.fault_child:
+        return run_fault_child(args, data[args.dtypes[0]], labels)
 
     print("# MLP training throughput\n")
     print(facts_markdown(machine_facts()), "\n")
@@ -759,10 +825,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         fmt_ratio(r["x_notebook"][name]),
                     ]
                 )
-            if r["faults_per_step"]:
-                fault_rows.append(
-                    [dtype, str(batch), *(f"{r['faults_per_step'][k]:.1f}" for k in FAULT_ROWS)]
-                )
+            for where, suffix in (
+                ("fresh process", ""),
+                ("fresh, GLIBC_TUNABLES", ", tunables"),
+                ("after the timing", ", in process"),
+            ):
+                got = [r["faults"].get(k + suffix) for k in FAULT_ROWS]
+                if any(g is None for g in got):
+                    continue
+                cells = (f"{g['faults_per_step']:.0f} / {1e3 * g['s_per_step']:.2f}" for g in got)
+                fault_rows.append([dtype, str(batch), where, *cells])
             print(f"  done {dtype} B={batch}", file=sys.stderr, flush=True)
 
     headers = [
@@ -776,8 +848,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(markdown_table(headers, rows))
     if fault_rows:
-        print(f"\nMinor page faults per step (steady state, >= {args.fault_steps} steps):\n")
-        print(markdown_table(["dtype", "batch", *FAULT_ROWS], fault_rows))
+        print(
+            f"\nMinor page faults per step in steady state / median ms per step (ru_minflt "
+            f"over >= {args.fault_steps} steps after >= 32 warm-up steps): each contender "
+            f"alone in a fresh process; the same with GLIBC_TUNABLES={TUNABLES} (largest "
+            "batch only); and new contender objects in this process after the timing:\n"
+        )
+        print(markdown_table(["dtype", "batch", "where", *FAULT_ROWS], fault_rows))
     print()
     goal = "0.92x (1 BLAS thread)" if threads == 1 else "0.95x (2+ BLAS threads)"
     print(f"Targets (goal for fnbp / numpy limit: {goal}):\n")

@@ -1,6 +1,6 @@
 """Run every fnbp benchmark, one fresh process each, and print their markdown.
 
-``python benchmarks/run_all.py`` runs mlp_throughput.py, optimizers.py,
+``python benchmarks/run_all.py`` runs mlp_throughput.py, mlp_breakdown.py, optimizers.py,
 tiny_step.py, memory.py and conv.py in turn with the given options passed through (``--quick``,
 ``--repeats N``, ``--warmup N``, ``--blas-threads N``); ``--output FILE``
 also saves the combined report. A failing script is reported and the others
@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("mlp_throughput.py", "optimizers.py", "tiny_step.py", "memory.py", "conv.py")
+SCRIPTS = (
+    "mlp_throughput.py",
+    "mlp_breakdown.py",
+    "optimizers.py",
+    "tiny_step.py",
+    "memory.py",
+    "conv.py",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
