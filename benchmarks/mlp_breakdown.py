@@ -13,7 +13,10 @@ whose step is these four methods in a row):
 | update | ``fb.optim.step(fb.optim.sgd(lr), net, grads, state)`` | ``sgd``: ``g *= -lr; W += g`` |
 | whole step | ``value_and_grad`` + ``optim.step`` | ``step`` |
 
-plus ``fb.update(net, grads, lr)`` as the other fnbp update. ``glue`` is the
+plus ``fb.update(net, grads, lr)`` as the other fnbp update. The last table
+runs the same phases on a 16-16-16-4 MLP at batch 4, where the arithmetic is
+negligible: what is left are the fixed costs per step, Python and numpy call
+overhead (the numpy limit makes about 40 numpy calls per step). ``glue`` is the
 whole step minus its phases: for fnbp, what ``value_and_grad`` and ``Serial``
 add around the layers. All contenders are interleaved round by round;
 differences are taken within each round.
@@ -48,17 +51,20 @@ from numpy_limit import NumpyLimit, choose
 import fnbp as fb
 
 PHASES = ("forward", "loss", "backward", "update")
+TINY = (16, 16, 16, 4)  # the same step with next to no arithmetic: its fixed costs
 
 
-def contenders(batch: int, X: np.ndarray, y: np.ndarray, reps: int) -> dict[str, Callable]:
+def contenders(
+    sizes: Sequence[int], batch: int, X: np.ndarray, y: np.ndarray, reps: int
+) -> dict[str, Callable]:
     """``"fnbp <phase>"`` and ``"limit <phase>"`` callables, each ``reps`` calls."""
-    net = fb.mlp(fb.random.key(0), SIZES, dtype=X.dtype)
-    x, t = X[:batch], y[:batch]
+    net = fb.mlp(fb.random.key(0), sizes, dtype=X.dtype)
+    x, t = X[:batch, : sizes[0]], y[:batch] % sizes[-1]
     state = SGD.init(net)
     z, pullback = fb.vjp(net, x, need_g_x=False)
     _, g = fb.softmax_cross_entropy.value_and_grad(z, t)
     _, grads = pullback(g)
-    choice = choose(batch, SIZES, X.dtype, rounds=5)[0]
+    choice = choose(batch, sizes, X.dtype, rounds=5)[0]
     limit = NumpyLimit(fnbp_params(net), LR, choices={batch: choice})
     ws = limit.workspace(batch)
     updater = NumpyLimit(fnbp_params(net), -1.0, choices={batch: choice})
@@ -138,11 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.warmup} warm-up; us per call, median (min to max); `fnbp - limit` pairwise.\n"
     )
     results = {}
-    for batch in args.batches:
+    cases = [(SIZES, b) for b in args.batches] + [(TINY, 4)]
+    for sizes, batch in cases:
         reps = max(4, 2048 // batch) if not args.quick else 2
-        times = interleave(contenders(batch, X, y, reps), repeats=args.repeats, warmup=args.warmup)
+        if sizes == TINY:
+            reps = 400 if not args.quick else 20
+        runs = contenders(sizes, batch, X, y, reps)
+        times = interleave(runs, repeats=args.repeats, warmup=args.warmup)
         rows = breakdown(times, reps)
-        results[batch] = {"reps": reps, "times": times, "breakdown": rows}
+        label = f"{'-'.join(map(str, sizes))}, batch {batch}"
+        results[label] = {"reps": reps, "times": times, "breakdown": rows}
         gap = rows["whole step"]["diff"].median
         table = []
         for phase, r in rows.items():
@@ -150,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if phase == "update (fb.update)":
                 share = ""
             table.append([phase, _fmt(r["fnbp"]), _fmt(r["limit"]), _fmt(r["diff"]), share])
-        print(f"## Batch {batch}\n")
+        if sizes == TINY:
+            print(f"## Overhead: the same step on a {label} (arithmetic negligible)\n")
+        else:
+            print(f"## {label}\n")
         headers = ["phase", "fnbp us", "numpy limit us", "fnbp - limit us", "share of the gap"]
         print(markdown_table(headers, table), "\n", flush=True)
     print(f"Load average at the end: {load_average()}")

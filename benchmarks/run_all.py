@@ -33,12 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--blas-threads", type=int, default=None)
+    p.add_argument("--clock", choices=("wall", "cpu"), default=None)
     p.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS))
     p.add_argument("--output", type=Path, default=None, help="also write the report here")
     args = p.parse_args(argv)
 
     passthrough: list[str] = ["--quick"] if args.quick else []
-    for flag in ("repeats", "warmup", "blas_threads"):
+    for flag in ("repeats", "warmup", "blas_threads", "clock"):
         value = getattr(args, flag)
         if value is not None:
             passthrough += [f"--{flag.replace('_', '-')}", str(value)]
