@@ -34,6 +34,11 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# Measure the fnbp of this checkout (whose commit the facts record), not whichever
+# copy happens to be installed: a script run as ``python benchmarks/x.py`` has
+# benchmarks/ on sys.path, not the repository root.
+if (ROOT / "fnbp" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 __all__ = [
     "Summary",
@@ -51,7 +56,9 @@ __all__ = [
     "write_json",
     "optional_import",
     "limit_blas_threads",
+    "blas_threads",
     "load_average",
+    "clock_name",
 ]
 
 
@@ -77,6 +84,15 @@ class Summary:
         return Summary(f(self.median), min(a, b), max(a, b), self.n)
 
 
+_CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = ["wall"]  # set by parse_args(--clock)
+
+
+def clock_name() -> str:
+    """``"wall"`` (``time.perf_counter``) or ``"cpu"`` (``time.process_time``)."""
+    return _clock[0]
+
+
 def interleave(
     contenders: Mapping[str, Callable[[], object]],
     *,
@@ -91,8 +107,15 @@ def interleave(
     last. With ``collect`` a full ``gc.collect()`` runs before each call, so
     the garbage one contender leaves does not bill the next; the collector
     stays enabled while a contender runs, as it is for a user.
+
+    Times are wall-clock seconds (``time.perf_counter``), or with ``--clock cpu``
+    this process's CPU seconds (``time.process_time``): on a shared machine and with
+    one BLAS thread, CPU time leaves out the slices other processes took, though
+    not their effect on the caches. With several BLAS threads it also counts
+    their spinning, so use it with ``--blas-threads 1`` only.
     """
     names = list(contenders)
+    now = _CLOCKS[_clock[0]]
     k = len(names)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + repeats):
@@ -101,9 +124,9 @@ def interleave(
             fn = contenders[name]
             if collect:
                 gc.collect()
-            t0 = time.perf_counter()
+            t0 = now()
             fn()
-            dt = time.perf_counter() - t0
+            dt = now() - t0
             if r >= warmup:
                 times[name].append(dt)
     return times
@@ -260,6 +283,7 @@ def machine_facts() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "os.cpu_count": os.cpu_count(),
         "load average (1, 5, 15 min) at start": load_average(),
+        "clock": f"{clock_name()} ({_CLOCKS[clock_name()].__name__})",
         "numpy": np.__version__,
         "numpy BLAS (build)": _numpy_blas_build(),
         "thread pools (threadpoolctl)": _blas_from_threadpoolctl(),
@@ -317,9 +341,16 @@ def parse_args(
         default=None,
         help="limit BLAS threads with threadpoolctl (default: leave numpy's BLAS as it is)",
     )
+    p.add_argument(
+        "--clock",
+        choices=tuple(_CLOCKS),
+        default="wall",
+        help="wall-clock time (default) or this process's CPU time (with --blas-threads 1)",
+    )
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
+    _clock[0] = args.clock
     if args.blas_threads is not None:
         limit_blas_threads(args.blas_threads)
     if args.repeats is None:
@@ -340,6 +371,15 @@ def limit_blas_threads(n: int) -> None:
     if tpc is None:
         raise SystemExit("--blas-threads needs threadpoolctl (pip install threadpoolctl)")
     _LIMITS.append(tpc.threadpool_limits(limits=n, user_api="blas"))
+
+
+def blas_threads() -> int | None:
+    """The largest thread count of the BLAS pools now (``None`` without threadpoolctl)."""
+    tpc = optional_import("threadpoolctl")
+    if tpc is None:
+        return None
+    counts = [info["num_threads"] for info in tpc.threadpool_info() if info["user_api"] == "blas"]
+    return max(counts) if counts else None
 
 
 def load_average() -> str:

@@ -51,7 +51,7 @@ from _harness import (
     parse_args,
     write_json,
 )
-from mlp_throughput import SIZES, Network, fnbp_params, fnbp_step
+from mlp_throughput import SIZES, Network, fnbp_params, fnbp_update_step
 
 import fnbp as fb
 
@@ -77,7 +77,7 @@ def make_step(variant: str, dtype: str) -> tuple[Callable[[], None], int]:
         state = [net0]
 
         def step() -> None:
-            state[0] = fnbp_step(state[0], x, y)
+            state[0] = fnbp_update_step(state[0], x, y)[0]
 
         return step, nbytes
     if variant == "notebook":

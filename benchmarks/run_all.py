@@ -1,7 +1,7 @@
 """Run every fnbp benchmark, one fresh process each, and print their markdown.
 
-``python benchmarks/run_all.py`` runs mlp_throughput.py, tiny_step.py,
-memory.py and conv.py in turn with the given options passed through (``--quick``,
+``python benchmarks/run_all.py`` runs mlp_throughput.py, mlp_breakdown.py, optimizers.py,
+tiny_step.py, memory.py and conv.py in turn with the given options passed through (``--quick``,
 ``--repeats N``, ``--warmup N``, ``--blas-threads N``); ``--output FILE``
 also saves the combined report. A failing script is reported and the others
 still run; the exit status is then 1.
@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("mlp_throughput.py", "tiny_step.py", "memory.py", "conv.py")
+SCRIPTS = (
+    "mlp_throughput.py",
+    "mlp_breakdown.py",
+    "optimizers.py",
+    "tiny_step.py",
+    "memory.py",
+    "conv.py",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,12 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--blas-threads", type=int, default=None)
+    p.add_argument("--clock", choices=("wall", "cpu"), default=None)
     p.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS))
     p.add_argument("--output", type=Path, default=None, help="also write the report here")
     args = p.parse_args(argv)
 
     passthrough: list[str] = ["--quick"] if args.quick else []
-    for flag in ("repeats", "warmup", "blas_threads"):
+    for flag in ("repeats", "warmup", "blas_threads", "clock"):
         value = getattr(args, flag)
         if value is not None:
             passthrough += [f"--{flag.replace('_', '-')}", str(value)]
