@@ -27,7 +27,7 @@ Errors name the first path where two trees differ, e.g. ``layers[2].W``.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -48,6 +48,7 @@ __all__ = [
     "leaves_with_paths",
     "flatten",
     "unflatten",
+    "paired_leaves",
     "zeros_like",
     "add",
     "sub",
@@ -239,6 +240,7 @@ def walk(f: Callable[..., Any], tree: Any, *rest: Any) -> None:
 
 
 def _walk_all(f: Callable[..., Any], t: Any, rest: tuple) -> None:
+    """The engine of :func:`walk`, with :func:`_map`'s short ways."""
     cls = type(t)
     if cls is np.ndarray or is_leaf(t):
         for o in rest:
@@ -247,13 +249,25 @@ def _walk_all(f: Callable[..., Any], t: Any, rest: tuple) -> None:
         f(t, *rest)
         return
     for o in rest:
-        why = mismatch(t, o)
-        if why:
-            raise StructureError(why)
-    for key, child in children(t):
-        sub = tuple([_child(o, key) for o in rest]) if rest else rest
+        if type(o) is not cls or cls is not tuple or len(o) != len(t):
+            why = mismatch(t, o)
+            if why:
+                raise StructureError(why)
+    if cls is dict:
+        items: Iterable[tuple[Any, Any]] = t.items()
+    elif cls is tuple or cls is list:
+        items = enumerate(t)
+    elif t is None:
+        return
+    else:
+        items = [(name, getattr(t, name)) for name in record_fields(cls)[0]]
+    for key, child in items:
+        sub = tuple([_child(o, key) for o in rest])
         try:
-            _walk_all(f, child, sub)
+            if type(child) is np.ndarray and all(type(o) is np.ndarray for o in sub):
+                f(child, *sub)
+            else:
+                _walk_all(f, child, sub)
         except LocatedError as e:
             raise e.within(path(t, key)) from None
 
@@ -280,7 +294,34 @@ def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
 
 def leaves(tree: Any) -> list[Any]:
     """The leaves of ``tree`` in tree order."""
-    return [leaf for _, leaf in _walk(tree, "")]
+    out: list[Any] = []
+    _collect(tree, out)
+    return out
+
+
+def _collect(t: Any, out: list[Any]) -> None:
+    """Append the leaves of ``t`` to ``out``: :func:`leaves` without building paths."""
+    cls = type(t)
+    if cls is tuple or cls is list:
+        for x in t:
+            if type(x) is np.ndarray:
+                out.append(x)
+            else:
+                _collect(x, out)
+    elif cls is dict:
+        for x in t.values():
+            _collect(x, out)
+    elif t is None:
+        return
+    elif cls is np.ndarray or not _is_record(cls):
+        out.append(t)
+    else:
+        for name in record_fields(cls)[0]:
+            x = getattr(t, name)
+            if type(x) is np.ndarray:
+                out.append(x)
+            else:
+                _collect(x, out)
 
 
 def flatten(tree: Any) -> tuple[list[Any], Any]:
@@ -290,15 +331,99 @@ def flatten(tree: Any) -> tuple[list[Any], Any]:
 
 def unflatten(structure: Any, new_leaves: Sequence[Any]) -> Any:
     """A tree shaped like ``structure`` whose leaves are ``new_leaves``, in order."""
-    new_leaves = list(new_leaves)
-    expected = len(leaves(structure))
-    if len(new_leaves) != expected:
-        relation = "more" if len(new_leaves) > expected else "fewer"
-        raise StructureError(
-            f"{len(new_leaves)} leaves given: {relation} leaves than the {expected} the tree has"
-        )
     it = iter(new_leaves)
-    return _map(lambda _: next(it), structure, ())
+    try:
+        out = _refill(structure, it)
+        fits = next(it, _END) is _END
+    except StopIteration:
+        fits = False
+    if not fits:
+        given, expected = len(list(new_leaves)), len(leaves(structure))
+        relation = "more" if given > expected else "fewer"
+        raise StructureError(
+            f"{given} leaves given: {relation} leaves than the {expected} the tree has"
+        )
+    return out
+
+
+_END = object()
+
+
+def _refill(t: Any, it: Iterator[Any]) -> Any:
+    """``t`` rebuilt with the next leaves of ``it`` in place of its own."""
+    cls = type(t)
+    if cls is tuple or cls is list:
+        out = [next(it) if type(x) is np.ndarray else _refill(x, it) for x in t]
+        return out if cls is list else tuple(out)
+    if cls is dict:
+        return {k: _refill(x, it) for k, x in t.items()}
+    if t is None:
+        return None
+    if cls is np.ndarray or not _is_record(cls):
+        return next(it)
+    dynamic, static = record_fields(cls)
+    if not dynamic:
+        return t
+    kwargs = {name: getattr(t, name) for name in static}
+    for name in dynamic:
+        x = getattr(t, name)
+        kwargs[name] = next(it) if type(x) is np.ndarray else _refill(x, it)
+    return cls(**kwargs)
+
+
+def paired_leaves(a: Any, b: Any) -> tuple[list[Any], list[Any]]:
+    """The leaves of ``a`` and of ``b``, in order, after checking the two trees have one
+    structure (a :class:`~fnbp.StructureError` names the first path where they differ)."""
+    out_a: list[Any] = []
+    out_b: list[Any] = []
+    _pair(a, b, out_a, out_b)
+    return out_a, out_b
+
+
+def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
+    cls = type(a)
+    if cls is np.ndarray and type(b) is np.ndarray:
+        out_a.append(a)
+        out_b.append(b)
+        return
+    if (
+        type(b) is not cls
+        or cls is dict
+        or (cls is not tuple and cls is not list and cls is not np.ndarray and _is_record(cls))
+    ):
+        why = mismatch(a, b)  # records: their static fields; dicts: their keys
+        if why:
+            raise StructureError(why)
+    elif cls is tuple or cls is list:
+        if len(a) != len(b):
+            raise StructureError(mismatch(a, b) or "")
+    if cls is tuple or cls is list:
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _pair_child(x, y, out_a, out_b, f"[{i}]")
+    elif cls is dict:
+        for k, x in a.items():
+            _pair_child(x, b[k], out_a, out_b, f"[{k!r}]")
+    elif a is None:
+        return
+    elif cls is np.ndarray or not _is_record(cls):
+        if not is_leaf(b):
+            raise StructureError(mismatch(a, b) or "")
+        out_a.append(a)
+        out_b.append(b)
+    else:
+        for name in record_fields(cls)[0]:
+            _pair_child(getattr(a, name), getattr(b, name), out_a, out_b, name)
+
+
+def _pair_child(x: Any, y: Any, out_a: list[Any], out_b: list[Any], where: str) -> None:
+    if type(x) is np.ndarray and type(y) is np.ndarray:
+        out_a.append(x)
+        out_b.append(y)
+        return
+    try:
+        _pair(x, y, out_a, out_b)
+    except LocatedError as e:
+        raise e.within(where) from None
 
 
 def assert_same_structure(a: Any, b: Any, *, shapes: bool = True) -> None:

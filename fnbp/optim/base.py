@@ -160,24 +160,26 @@ def chain(*optimizers: Optimizer) -> Optimizer:
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
     """The leaves of ``params`` and ``other``, paired: one structure, one shape per pair."""
-
-    def check(p: Any, o: Any) -> None:
-        if type(p) is not np.ndarray or type(o) is not np.ndarray:
-            raise StructureError(
-                f"params and {what} leaves must be arrays, got {type(p).__name__} "
-                f"and {type(o).__name__}"
-            )
-        if p.shape != o.shape:
-            raise ShapeError(f"params have shape {p.shape}, {what} have {o.shape}")
+    ps, os = tree.paired_leaves(params, other)
+    for i, (p, o) in enumerate(zip(ps, os, strict=True)):
+        if type(p) is not np.ndarray or type(o) is not np.ndarray or p.shape != o.shape:
+            _explain(params, other, what, i)
         if o.dtype not in validation.FLOAT_SET:
             validation.floating(o, "optimizer", what)
-        ps.append(p)
-        os.append(o)
-
-    ps: Leaves = []
-    os: Leaves = []
-    tree.walk(check, params, other)
     return ps, os
+
+
+def _explain(params: Params, other: Any, what: str, i: int) -> None:
+    """Raise the error for the ``i``-th leaf pair, named by its path."""
+    where, p = tree.leaves_with_paths(params)[i]
+    o = tree.leaves(other)[i]
+    if type(p) is not np.ndarray or type(o) is not np.ndarray:
+        raise StructureError(
+            f"params and {what} leaves must be arrays, got {type(p).__name__} "
+            f"and {type(o).__name__}",
+            where,
+        )
+    raise ShapeError(f"params have shape {p.shape}, {what} have {o.shape}", where)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
