@@ -294,7 +294,7 @@ def table(results: Mapping[str, dict], baseline: float) -> str:
         lines.append(ROW.format(name, f"{r['params']:,}", *numbers, r["best_step"],
                                 f"{r['seconds']:.0f}"))  # fmt: skip
     lines.append(ROW.format("unigram", "", "", f"{baseline:.3f}", "", f"{bits(baseline):.3f}",
-                            "", ""))  # fmt: skip
+                            "", "").rstrip())  # fmt: skip
     return "\n".join(lines)
 
 
