@@ -105,3 +105,83 @@ def test_mnist1d_figures(mnist_run: dict) -> None:
     assert set(mnist_run["figures"]) == {"examples", "curves"}
     for path in mnist_run["figures"].values():
         assert_png(path)
+
+
+# ----------------------------------------------------------------------------- char_lm
+
+TINY_WIDTHS = {"RNN": 16, "LSTM": 16, "GRU": 16, "transformer": 16}
+
+
+@pytest.fixture(scope="module")
+def char_lm(load_example: Callable[[str], ModuleType]) -> ModuleType:
+    return load_example("char_lm")
+
+
+@pytest.fixture(scope="module")
+def char_lm_run(char_lm: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("char_lm")
+    return char_lm.main(context=16, steps=40, eval_every=20, learning_rate=1e-2,
+                        widths=TINY_WIDTHS, sample_length=30, out_dir=out)  # fmt: skip
+
+
+def test_char_lm_windows_and_targets(char_lm: ModuleType) -> None:
+    x, y = char_lm.windows(np.arange(10), 4, 3)
+    np.testing.assert_array_equal(x, [[0, 1, 2, 3], [3, 4, 5, 6]])
+    np.testing.assert_array_equal(y, x + 1)  # the next character at every position
+    text = char_lm.TEXT.read_text(encoding="utf-8")
+    assert len(text) > 10_000 and text.isascii()
+    vocab = char_lm.vocabulary(text)
+    assert char_lm.decode(char_lm.encode(text, vocab), vocab) == text
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        char_lm.encode("~", vocab)
+
+
+def test_char_lm_every_model_beats_the_unigram_baseline(char_lm_run: dict) -> None:
+    baseline = char_lm_run["data"]["baseline"]
+    assert 2.8 < baseline < 3.2  # about 4.3 bits per character
+    results = char_lm_run["results"]
+    assert list(results) == list(TINY_WIDTHS)
+    for name, r in results.items():
+        assert r["val_loss"] < baseline - 0.1 and r["train_loss"] < baseline - 0.1, name
+        assert r["history"].column("step") == (20, 40) and r["best_step"] in (20, 40)
+
+
+def test_char_lm_table_has_one_row_per_model(char_lm_run: dict) -> None:
+    rows = char_lm_run["table"].splitlines()[2:]
+    assert [row.split()[0] for row in rows] == [*TINY_WIDTHS, "unigram"]
+    r = char_lm_run["results"]["GRU"]
+    cells = rows[2].split()
+    gru = 32 * 48 + 16 * 48 + 2 * 48  # W_i (E, 3H), W_h (H, 3H), b_i, b_h with E = 32, H = 16
+    assert int(cells[1].replace(",", "")) == r["params"] == 57 * 32 + gru + 16 * 57 + 57
+    assert float(cells[3]) == pytest.approx(r["val_loss"], abs=5e-4)
+    assert float(cells[5]) == pytest.approx(r["val_loss"] / np.log(2), abs=5e-4)  # bits
+
+
+def test_char_lm_same_key_same_sample(char_lm: ModuleType, char_lm_run: dict) -> None:
+    vocab, fb = char_lm_run["data"]["vocab"], char_lm.fb
+    for name in ("LSTM", "transformer"):
+        net = char_lm_run["results"][name]["net"]
+        a, b, c = (char_lm.sample(net, vocab, "The ", 20, fb.random.key(k), context=16)
+                   for k in (5, 5, 6))  # fmt: skip
+        assert a == b != c, name
+        assert len(a) == 24 and a.startswith("The ") and set(a) <= set(vocab)
+        assert char_lm_run["results"][name]["sample"].startswith("The ")
+
+
+def test_char_lm_carried_state_is_the_whole_text(char_lm: ModuleType, char_lm_run: dict) -> None:
+    # Within the context, one step at a time with the carry is the model on the whole text.
+    vocab, fb = char_lm_run["data"]["vocab"], char_lm.fb
+    net = char_lm_run["results"]["GRU"]["net"]
+    ids = list(char_lm.encode("The ", vocab))
+    draws = {}
+    for way, run in (("carried", char_lm._sample_recurrent), ("window", char_lm._sample_window)):
+        rng = fb.random.generator(fb.random.key(3))
+        draw = lambda logits, rng=rng: char_lm.next_id(logits, rng, 0.7)  # noqa: E731
+        extra = () if way == "carried" else (16,)
+        draws[way] = run(net, list(ids), 12, draw, *extra)
+    assert draws["carried"] == draws["window"] and len(draws["carried"]) == 16
+
+
+def test_char_lm_figure(char_lm_run: dict) -> None:
+    assert_png(char_lm_run["figure"])

@@ -62,6 +62,25 @@ def test_summary_of_an_embedding_takes_integer_ids():
     assert fb.summary(net, (3,), dtype=np.int64).rows[-1][2] == "(N, 12)"
 
 
+@pytest.mark.parametrize("cell", [fb.RNNCell, fb.LSTMCell, fb.GRUCell])
+def test_summary_of_sequence_models(cell):
+    # The empty batch once met reshape(..., -1) in the cells' input projection, in Dense
+    # on (N, T, D) and in attention's head merge: "cannot reshape array of size 0".
+    k = fb.random.split(fb.random.key(0), 4)
+    lm = fb.Serial((fb.Embedding.init(k[0], 10, 4), fb.Recurrent(cell.init(k[1], 4, 6)),
+                    fb.Dense.init(k[2], 6, 10)))  # fmt: skip
+    assert fb.summary(lm, (7,), dtype=np.int64).rows[-1][2] == "(N, 7, 10)"
+    both = fb.Bidirectional.init(k[3], lambda key: cell.init(key, 3, 5))
+    assert fb.summary(both, (7, 3)).rows[0][2] == "(N, 7, 10)"
+
+
+def test_summary_of_a_transformer_lm():
+    net = fb.transformer_lm(fb.random.key(0), 11, 8, 16, 4, 2)
+    s = fb.summary(net, (8,), dtype=np.int64)
+    assert s.rows[-1][2] == "(N, 8, 11)"
+    assert s.total_params == sum(a.size for a in fb.tree.leaves(net))
+
+
 def test_trace_records_every_layer_both_ways():
     net, x = _cnn(), np.linspace(-1, 1, 4 * 64, dtype=np.float32).reshape(4, 8, 8, 1)
     labels = np.array([1, 2, 3, 4])

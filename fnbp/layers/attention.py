@@ -352,7 +352,7 @@ def _split(a: np.ndarray, h: int) -> np.ndarray:
 
 def _merge(a: np.ndarray) -> np.ndarray:
     """Merge the heads: ``(N, T, h, d) -> (N, T, h * d)``."""
-    return a.reshape(*a.shape[:2], -1)
+    return a.reshape(*a.shape[:2], a.shape[2] * a.shape[3])  # not -1: N may be 0
 
 
 def _affine(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:

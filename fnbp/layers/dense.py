@@ -134,7 +134,7 @@ class Dense(Layer):
             g_b = frozen(ones(len(g), g.dtype).dot(g))
             return g_x, Dense(g_W, g_b)
 
-        return (y if x.ndim == 2 else y.reshape(*x.shape[:-1], -1)), pullback
+        return (y if x.ndim == 2 else y.reshape(*x.shape[:-1], y.shape[-1])), pullback
 
 
 def _channels_last_rows(owner: str, W: np.ndarray, shape: Sequence[int]) -> np.ndarray:

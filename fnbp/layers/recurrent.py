@@ -255,7 +255,7 @@ class _Cell(Layer):
         rows = x.reshape(-1, f).astype(dtype, copy=False)
         xp = rows.dot(self.W_i)
         xp += self.b_i
-        return xp.reshape(*x.shape[:-1], -1)
+        return xp.reshape(*x.shape[:-1], xp.shape[-1])  # not -1: a batch may be empty
 
     def projection_grads(
         self,
