@@ -300,14 +300,20 @@ def init_state(net: Any) -> Any:
     return None if method is None else method()
 
 
+_LAYER_CLASSES: set[type] = set()  # classes seen to be layers: records are rebuilt every step
+
+
 def check_layer(layer: Any, owner: str, where: str) -> Any:
     """``layer`` itself if it is a layer (has ``vjp`` or ``vjp_ctx``), else a
     StructureError naming ``where``; a class passed instead of an instance gets a hint."""
+    if type(layer) in _LAYER_CLASSES:
+        return layer
     if isinstance(layer, type) or not (hasattr(layer, "vjp") or hasattr(layer, "vjp_ctx")):
         hint = f" (did you mean {layer.__name__}()?)" if isinstance(layer, type) else ""
         raise StructureError(
             f"{owner}: {where} must be a layer (with vjp or vjp_ctx), got {layer!r}{hint}"
         )
+    _LAYER_CLASSES.add(type(layer))
     return layer
 
 

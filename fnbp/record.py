@@ -45,7 +45,7 @@ def frozen(a: np.ndarray) -> np.ndarray:
     A record then keeps it without a copy. Only for arrays nobody else holds:
     a fresh result of your own computation, not an argument.
     """
-    a.flags.writeable = False
+    a.setflags(write=False)
     return a
 
 

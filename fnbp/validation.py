@@ -114,15 +114,14 @@ def check_real(
     Booleans, strings and arrays of more than one element are refused; NaN and
     inf always are.
     """
-    expected = "a finite real number" + _interval(low, high, low_open, high_open)
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | np.ndarray):
-        raise fail(owner, name, expected, value)
-    if isinstance(value, np.ndarray) and (value.shape != () or value.dtype.kind not in "iuf"):
-        raise fail(owner, name, expected, value)
-    v = float(value)
+    ok = not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real | np.ndarray)
+    if ok and isinstance(value, np.ndarray):
+        ok = value.shape == () and value.dtype.kind in "iuf"
+    v = float(value) if ok else math.nan
     above = v > low if low_open else v >= low
     below = v < high if high_open else v <= high
     if not (math.isfinite(v) and above and below):
+        expected = "a finite real number" + _interval(low, high, low_open, high_open)
         raise fail(owner, name, expected, value)
     return v
 
