@@ -30,7 +30,7 @@ from .core import Context, as_input, init_state, vjp_ctx
 from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
-from .optim import Optimizer, apply_updates
+from .optim import Optimizer, step
 from .record import frozen, param
 
 __all__ = ["FUSIONS", "TrainState", "value_and_grad", "train_step", "batches"]
@@ -173,9 +173,9 @@ def train_step(
     loss = _check_loss(loss, "train_step")
     ctx = Context(True, key, ts.model_state)
     value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
-    updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+    params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
     new = TrainState(
-        apply_updates(ts.params, updates),
+        params,
         opt_state,
         model_state,
         _counter(int(ts.step) + 1),

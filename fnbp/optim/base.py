@@ -97,9 +97,18 @@ def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
         g = tree.leaves(grads)
         p = None if params is None else _leaves_like(params, grads)
         u, state = rule(g, state, p, grads)
-        return tree.unflatten(grads, u), state
+        given = {id(a) for a in g}
+        return tree.unflatten(grads, [_handed_over(a, given) for a in u]), state
 
     return Optimizer(init, update, rule)
+
+
+def _handed_over(a: Any, given: set[int]) -> Any:
+    """An update array a transform just allocated, made read-only so that the updates
+    record keeps it without a copy; the caller's own arrays (``given``) are left alone."""
+    if type(a) is np.ndarray and id(a) not in given and a.base is None and a.flags.writeable:
+        frozen(a)
+    return a
 
 
 def _leaves_like(params: Params, grads: Any) -> Leaves:
