@@ -271,18 +271,34 @@ def check_like_input(g_x: Tree, x: Tree, owner: str) -> None:
             raise e.within(tree.path(x, key)) from None
 
 
-def split_context(ctx: Context, n: int, owner: str) -> tuple[Context, ...]:
-    """The contexts of a combinator's ``n`` children: one key each, split from
-    ``ctx.key``, and the tuple of their ``n`` states from ``ctx.state``."""
+def split_context(ctx: Context, children: tuple, owner: str) -> tuple[Context, ...]:
+    """The contexts of a combinator's children: child ``i`` gets the key
+    ``fold_in(ctx.key, i)`` (``split(ctx.key, n)[i]``) if it is a context layer --
+    a plain layer takes no key -- and state ``ctx.state[i]`` from the tuple of states."""
+    n = len(children)
     if ctx.key is None and ctx.state is None:
         return ((_TRAINING if ctx.train else _INFERENCE),) * n
-    keys = random.split(ctx.key, n) if ctx.key is not None else (None,) * n
+    key = ctx.key
+    keys = [None if key is None or not _takes_context(c) else random.fold_in(key, i)
+            for i, c in enumerate(children)]  # fmt: skip
     states = (None,) * n if ctx.state is None else ctx.state
     if type(states) is not tuple or len(states) != n:
         raise StructureError(
             f"{owner} needs a tuple of {n} states (from fb.init_state), got {_brief(states)}"
         )
     return tuple(Context(ctx.train, k, s) for k, s in zip(keys, states, strict=True))
+
+
+_CONTEXT_CLASSES: dict[type, bool] = {}
+
+
+def _takes_context(layer: Any) -> bool:
+    """Whether ``layer`` has a ``vjp_ctx`` (needs the key, the mode or a state)."""
+    cls = type(layer)
+    takes = _CONTEXT_CLASSES.get(cls)
+    if takes is None:
+        takes = _CONTEXT_CLASSES[cls] = hasattr(cls, "vjp_ctx")
+    return takes
 
 
 def _brief(value: Any) -> str:

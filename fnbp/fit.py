@@ -81,10 +81,14 @@ def predict(net: Any, x: Any, *, batch_size: int | None = None, state: Any = Non
 
 
 def _take(x: Any, index: Any) -> Any:
+    if type(x) is np.ndarray:
+        return x[index]
     return tree.map(lambda a: a[index], x)
 
 
 def _length(x: Any, owner: str) -> int:
+    if type(x) is np.ndarray and x.ndim:
+        return len(x)
     lengths = {np.shape(a)[0] if np.ndim(a) else -1 for a in tree.leaves(x)}
     if len(lengths) != 1 or -1 in lengths:
         raise ShapeError(f"{owner}: every input array needs one batch axis of one length")

@@ -114,7 +114,11 @@ class Parallel(ContextLayer):
         n = len(self.branches)
         ys, pullbacks, states = [], [], []
         for i, (branch, c) in enumerate(
-            zip(self.branches, split_context(ctx, n, f"Parallel of {n} branches"), strict=True)
+            zip(
+                self.branches,
+                split_context(ctx, self.branches, f"Parallel of {n} branches"),
+                strict=True,
+            )
         ):
             y, pullback, s = call(branch, x, need_g_x, c, f"branches[{i}]")
             ys.append(y)

@@ -951,7 +951,7 @@ class Bidirectional(ContextLayer):
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple[Any, Callable, tuple]:
         """Both directions, each with its own key and state; the outputs combined."""
-        c_f, c_b = split_context(ctx, 2, "Bidirectional")
+        c_f, c_b = split_context(ctx, (self.forward_layer, self.backward_layer), "Bidirectional")
         y_f, pb_f, s_f = call(self.forward_layer, x, need_g_x, c_f, "forward_layer")
         y_b, pb_b, s_b = call(self.backward_layer, x, need_g_x, c_b, "backward_layer")
         carries = self.forward_layer.return_carry

@@ -63,7 +63,7 @@ class Serial(ContextLayer):
         n = len(self.layers)
         pullbacks, states = [], []
         for i, (layer, c) in enumerate(
-            zip(self.layers, split_context(ctx, n, f"Serial of {n} layers"), strict=True)
+            zip(self.layers, split_context(ctx, self.layers, f"Serial of {n} layers"), strict=True)
         ):
             x, pullback, state = call(layer, x, need_g_x, c, f"layers[{i}]")
             pullbacks.append(pullback)
