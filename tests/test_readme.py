@@ -45,7 +45,8 @@ def test_the_training_snippets_run() -> None:
 def test_the_cnn_snippet_runs() -> None:
     images = np.zeros((4, 8, 8, 1), np.float32)
     ns = _run(
-        "import numpy as np\nimport fnbp as fb\n" + _block("k = fb.random.split"),
+        "import numpy as np\nimport fnbp as fb\n"
+        + _block("k = fb.random.split(fb.random.key(0), 4)"),
         {"images": images},
     )
     assert ns["y"].shape == (4, 10)
@@ -54,3 +55,32 @@ def test_the_cnn_snippet_runs() -> None:
 def test_your_own_layer_snippet_runs() -> None:
     ns = _run("import numpy as np\nimport fnbp as fb\n" + _block("import attrs"))
     assert ns["report"].ok
+
+
+def test_the_sequence_snippet_runs() -> None:
+    ns = _run(
+        "import numpy as np\nimport fnbp as fb\n"
+        + _block("k = fb.random.split(fb.random.key(0), 3)")
+    )
+    assert ns["logits"].shape == (16, 10) and np.isfinite(float(ns["loss"]))
+
+
+def test_the_seeing_inside_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    ns = _run(
+        "import numpy as np\nimport fnbp as fb\n"
+        + _block("net = fb.mlp(fb.random.key(0), [2, 8, 1]")
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("Serial(Dense(2 -> 8), ReLU(), Dense(8 -> 1), Sigmoid())")
+    assert len(ns["history"].column("grad_norm/layers[0]")) == 20
+
+
+def test_the_sklearn_snippet_runs() -> None:
+    pytest.importorskip("sklearn")
+    ns = _run(_block("from sklearn.datasets import load_digits"))
+    assert ns["search"].best_score_ > 0.5
+
+
+def test_the_sweep_snippet_runs() -> None:
+    ns = _run("import numpy as np\nimport fnbp as fb\n" + _block("from fnbp import experiments"))
+    assert len(ns["results"].records) == 4 * 3
