@@ -29,12 +29,14 @@ from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .optim import Optimizer
 from .record import frozen
-from .train import Metric, TrainState, _check_loss, _check_optimizer, batches, train_step
+from .train import Metric, TrainState, batches, train_step
 from .validation import (
     check_bool,
     check_callable,
     check_choice,
     check_int,
+    check_loss,
+    check_optimizer,
     check_real,
     check_sequence,
     fail,
@@ -135,7 +137,7 @@ def evaluate(
 ) -> dict[str, float]:
     """``{"loss": ..., metric: ...}`` of ``net`` (or a TrainState) on ``(x, y)``, in inference."""
     params, state = _model(net, state, "evaluate")
-    loss = _check_loss(loss, "evaluate")
+    loss = check_loss("evaluate", loss)
     x, y = _as_data(params, x, y, "evaluate")
     pred = predict(params, x, batch_size=batch_size, state=state)
     out = {"loss": float(loss(pred, y))}
@@ -445,8 +447,8 @@ def fit(
     :class:`~fnbp.DivergenceError`, which carries the last good state.
     ``progress`` shows a tqdm bar (if installed); ``"auto"``: on a terminal.
     """
-    optimizer = _check_optimizer(optimizer, "fit")
-    loss = _check_loss(loss, "fit")
+    optimizer = check_optimizer("fit", optimizer)
+    loss = check_loss("fit", loss)
     ts = init if isinstance(init, TrainState) else TrainState.create(init, optimizer)
     budget = _Budget(
         None if epochs is None else check_int("fit", "epochs", epochs, low=0),

@@ -49,17 +49,6 @@ subtraction instead of two backward passes. The grads record is unchanged
 """
 
 
-def _check_loss(loss: Any, owner: str) -> Loss:
-    if not callable(getattr(loss, "value_and_grad", None)):
-        raise validation.fail(
-            owner,
-            "loss",
-            "a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss subclass)",
-            loss,
-        )
-    return loss
-
-
 def _fused(net: Any, loss: Loss) -> Loss | None:
     if type(net) is Serial and net.layers:
         return FUSIONS.get((type(net.layers[-1]), type(loss)))
@@ -103,7 +92,7 @@ def value_and_grad(
     over. ``train``, ``key`` and ``state`` are as for :func:`fnbp.vjp`; with
     ``state=`` it returns ``(loss_value, grads, new_state)``.
     """
-    loss = _check_loss(loss, "value_and_grad")
+    loss = validation.check_loss("value_and_grad", loss)
     value, grads, new_state, _ = _run(net, loss, x, target, Context(train, key, state))
     return (value, grads) if state is None else (value, grads, new_state)
 
@@ -138,17 +127,8 @@ class TrainState:
     @classmethod
     def create(cls, params: Any, optimizer: Optimizer) -> TrainState:
         """The state before any step: ``optimizer.init(params)``, ``init_state(params)``."""
-        _check_optimizer(optimizer, "TrainState.create")
+        validation.check_optimizer("TrainState.create", optimizer)
         return cls(params, optimizer.init(params), init_state(params))
-
-
-def _check_optimizer(optimizer: Any, owner: str) -> Optimizer:
-    if not isinstance(optimizer, Optimizer):
-        hint = (
-            " (a learning rate? use fb.optim.sgd(lr))" if isinstance(optimizer, float | int) else ""
-        )
-        raise validation.fail(owner, "optimizer", f"an fb.optim optimizer{hint}", optimizer)
-    return optimizer
 
 
 def train_step(
@@ -170,7 +150,7 @@ def train_step(
     """
     if not isinstance(ts, TrainState):
         raise validation.fail("train_step", "ts", "a TrainState (fb.TrainState.create)", ts)
-    loss = _check_loss(loss, "train_step")
+    loss = validation.check_loss("train_step", loss)
     ctx = Context(True, key, ts.model_state)
     value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
     params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)

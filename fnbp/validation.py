@@ -47,6 +47,8 @@ __all__ = [
     "check_choice",
     "check_callable",
     "check_sequence",
+    "check_loss",
+    "check_optimizer",
     "float_dtype",
     "real",
     "integer",
@@ -177,6 +179,30 @@ def check_sequence(owner: str, name: str, value: Any, what: str) -> tuple:
     if not isinstance(value, list | tuple):
         raise fail(owner, name, f"a list or tuple of {what}", value)
     return tuple(value)
+
+
+def check_loss(owner: str, loss: Any) -> Any:
+    """``loss`` if it has a ``value_and_grad`` (an fnbp loss), else a ValueError."""
+    if not callable(getattr(loss, "value_and_grad", None)):
+        raise fail(
+            owner,
+            "loss",
+            "a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss subclass)",
+            loss,
+        )
+    return loss
+
+
+def check_optimizer(owner: str, optimizer: Any) -> Any:
+    """``optimizer`` if it is an ``fb.optim`` optimizer (``init`` and ``update``), else a
+    ValueError -- with a hint when a learning rate was given instead."""
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        number = isinstance(optimizer, numbers.Real)
+        hint = " (a learning rate? use fb.optim.sgd(lr))" if number else ""
+        raise fail(owner, "optimizer", f"an fb.optim optimizer{hint}", optimizer)
+    return optimizer
 
 
 def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
