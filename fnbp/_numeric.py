@@ -83,15 +83,21 @@ def _zero_row(dtype: np.dtype) -> np.ndarray:
     return zeros
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` in a new array of ``x``'s dtype.
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)`` in a new array of ``x``'s dtype, or in ``out`` (``x`` itself may be it).
 
     numpy 2.4 takes ``maximum`` of a float32 array and a scalar in a slow
     loop; against a row of zeros it takes the vectorised one, about twice as
     fast (140 vs 77 us at 1024x256 on the benchmark machine). So a contiguous
     float32 array is viewed as rows of 256; float64 is faster as it is.
     """
-    if x.dtype == np.float32 and x.size % _ROW == 0 and x.size and x.flags.c_contiguous:
+    rows = x.dtype == np.float32 and x.size % _ROW == 0 and x.size and x.flags.c_contiguous
+    if out is not None:
+        if rows and out.flags.c_contiguous:
+            np.maximum(x.reshape(-1, _ROW), _zero_row(x.dtype), out=out.reshape(-1, _ROW))
+            return out
+        return np.maximum(x, 0.0, out=out)
+    if rows:
         return np.maximum(x.reshape(-1, _ROW), _zero_row(x.dtype)).reshape(x.shape)
     return np.maximum(x, 0.0, dtype=x.dtype)
 

@@ -34,6 +34,16 @@ For both kinds:
   are read-only. A function may write only into arrays it allocated itself and
   has not handed to anyone (``z = x @ W; z += b``); to hand one to a record
   without a copy, mark it with :func:`~fnbp.frozen`.
+* **Handing arrays over.** Within a :class:`~fnbp.Serial`, an array one layer has
+  just made and keeps no reference to may be handed to the next layer to work in:
+  a class that sets ``fresh_y = True`` (``fresh_g_x = True``) promises that its
+  output (its ``g_x``) is a new array it does not keep; a plain layer whose class
+  sets ``in_place = True`` is then called as ``vjp(x, need_g_x, own=True)`` and
+  may compute its output into ``x``, and its pullback as ``pullback(g_y,
+  own=True)`` and may compute ``g_x`` into ``g_y``. Nothing a caller passed in,
+  and nothing a record holds, is ever handed over, and nothing is while
+  :func:`fnbp.trace` watches. A layer that sets none of these is simply given
+  its own copy of nothing: the default is never to write.
 * A context layer hands back its new state as a value (``None`` if it keeps
   none) and never modifies ``ctx.state``. In inference a layer that needs its
   state (BatchNorm's running statistics) and gets none raises
@@ -72,6 +82,9 @@ __all__ = [
     "as_input",
     "split_context",
     "check_layer",
+    "hands_over",
+    "takes_over",
+    "watched",
     "check_cotangent",
     "check_like_input",
     "checked_pullback",
@@ -81,7 +94,7 @@ __all__ = [
 ]
 
 Tree: TypeAlias = Any
-Pullback: TypeAlias = Callable[[Tree], tuple[Tree, Any]]
+Pullback: TypeAlias = Callable[..., tuple[Tree, Any]]  # (g_y) or (g_y, own=...)
 
 
 @runtime_checkable
@@ -159,16 +172,41 @@ class ContextLayer:
         return None
 
 
-def vjp_ctx(layer: Any, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pullback, Any]:
+def vjp_ctx(
+    layer: Any, x: Tree, need_g_x: bool, ctx: Context, own: bool = False
+) -> tuple[Tree, Pullback, Any]:
     """``(y, pullback, new_state)`` of any layer: the one call combinators make.
 
-    A plain layer runs its ``vjp`` and keeps its state (``ctx.state``).
+    A plain layer runs its ``vjp`` and keeps its state (``ctx.state``); ``own``
+    hands ``x`` over to a layer that works in place (see the module docstring).
     """
     method = getattr(layer, "vjp_ctx", None)
     if method is None:
-        y, pullback = layer.vjp(x, need_g_x)
+        y, pullback = layer.vjp(x, need_g_x, own=True) if own else layer.vjp(x, need_g_x)
         return y, pullback, ctx.state
     return method(x, need_g_x, ctx)
+
+
+def _flag(layer: Any, name: str) -> bool:
+    return bool(getattr(type(layer), name, False))
+
+
+def hands_over(layer: Any, direction: str) -> bool:
+    """Whether ``layer``'s output (``direction="y"``) or input gradient (``"g_x"``) is a
+    new array it does not keep: its class sets ``fresh_y`` / ``fresh_g_x``."""
+    return _flag(layer, "fresh_y" if direction == "y" else "fresh_g_x")
+
+
+def takes_over(layer: Any) -> bool:
+    """Whether ``layer`` may write into an input or a ``g_y`` handed to it: its class
+    sets ``in_place`` (a plain layer: ``vjp(x, need_g_x, own=True)``, ``pullback(g_y,
+    own=True)``)."""
+    return _flag(layer, "in_place") and not hasattr(type(layer), "vjp_ctx")
+
+
+def watched() -> bool:
+    """Whether :func:`fnbp.trace` watches (then no array is handed over: it keeps them)."""
+    return OBSERVER.get() is not None
 
 
 class Observer(Protocol):
@@ -187,7 +225,7 @@ None otherwise (then :func:`call` does nothing more)."""
 
 
 def call(
-    layer: Any, x: Tree, need_g_x: bool, ctx: Context, where: str
+    layer: Any, x: Tree, need_g_x: bool, ctx: Context, where: str, own: bool = False
 ) -> tuple[Tree, Pullback, Any]:
     """:func:`vjp_ctx` of a combinator's child at ``where`` (``layers[2]``): errors
     get the child's place prepended, and its pullback is checked (see
@@ -197,7 +235,7 @@ def call(
     if observer is not None:
         observer.enter(where)
     try:
-        y, pullback, state = vjp_ctx(layer, x, need_g_x, ctx)
+        y, pullback, state = vjp_ctx(layer, x, need_g_x, ctx, own)
     except LocatedError as e:
         if observer is not None:
             observer.abandon()
@@ -215,9 +253,9 @@ def checked_pullback(
     pair ``(g_x, grads)`` with ``grads`` of ``layer``'s class and ``g_x`` of ``x``'s
     structure and shapes (or None when not needed)."""
 
-    def checked(g_y: Tree) -> tuple[Tree, Any]:
+    def checked(g_y: Tree, own: bool = False) -> tuple[Tree, Any]:
         try:
-            out = pullback(g_y)
+            out = pullback(g_y, own=True) if own else pullback(g_y)
             _check_pullback_output(out, layer, x, need_g_x)
         except LocatedError as e:
             raise e.within(where) from None

@@ -52,6 +52,7 @@ class _Activation(Layer):
     """
 
     __slots__ = ()
+    fresh_g_x = True  # g_x is a new array (see "Handing arrays over" in fnbp.core)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -59,17 +60,38 @@ class _Activation(Layer):
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _forward_into(self, x: np.ndarray) -> np.ndarray:
+        """``f(x)`` written into ``x`` (a class with ``in_place = True``)."""
+        raise NotImplementedError
+
+    def _g_x_into(self, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
+        """``g_x`` written into ``g_y``, from the output alone (``in_place`` classes)."""
+        raise NotImplementedError
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``f(x)``, a new array (``Identity`` returns ``x`` itself)."""
         return self._forward(validation.floating(x, type(self).__name__))
 
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """``(f(x), pullback)``; the layer has no parameters, so its grads are itself."""
-        x = validation.floating(x, type(self).__name__)
-        y = self._forward(x)
+    def vjp(
+        self, x: np.ndarray, need_g_x: bool = True, *, own: bool = False
+    ) -> tuple[np.ndarray, Callable]:
+        """``(f(x), pullback)``; the layer has no parameters, so its grads are itself.
 
-        def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _Activation]:
-            return (self._g_x(x, y, g_y) if need_g_x else None), self
+        ``own=True`` (a :class:`~fnbp.Serial` handing over a fresh array, only to a
+        class with ``in_place = True``) lets ``f(x)`` be written into ``x``, and
+        ``pullback(g_y, own=True)`` lets ``g_x`` be written into ``g_y``.
+        """
+        x = validation.floating(x, type(self).__name__)
+        y = self._forward_into(x) if own and x.flags.writeable else self._forward(x)
+
+        def pullback(
+            g_y: np.ndarray, *, own: bool = False
+        ) -> tuple[np.ndarray | None, _Activation]:
+            if not need_g_x:
+                return None, self
+            if own and g_y.flags.writeable and g_y.shape == y.shape:
+                return self._g_x_into(y, g_y), self
+            return self._g_x(x, y, g_y), self
 
         return y, pullback
 
@@ -77,6 +99,8 @@ class _Activation(Layer):
 @attrs.frozen
 class Identity(_Activation):
     """``y = x``; ``g_x = g_y``."""
+
+    fresh_g_x = False  # g_x is g_y itself
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x`` itself."""
@@ -111,6 +135,15 @@ class Tanh(_Activation):
         """``tanh(x)``, a new array."""
         return np.tanh(x)
 
+    in_place = True
+
+    def _forward_into(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x, out=x)
+
+    def _g_x_into(self, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
+        g_y *= 1.0 - y * y
+        return g_y
+
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         g_x = np.multiply(y, y)
         np.subtract(1.0, g_x, out=g_x)
@@ -128,6 +161,14 @@ class ReLU(_Activation):
 
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         return np.multiply(g_y, y > 0, dtype=g_y.dtype)
+
+    in_place = True
+
+    def _forward_into(self, x: np.ndarray) -> np.ndarray:
+        return relu(x, out=x)
+
+    def _g_x_into(self, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
+        return np.multiply(g_y, y > 0, out=g_y)
 
 
 @attrs.frozen
@@ -223,8 +264,11 @@ class _KeepsAux(_Activation):
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self._parts(x)[0]
 
-    def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
-        """``(f(x), pullback)``, keeping what the derivative needs from the forward pass."""
+    def vjp(
+        self, x: np.ndarray, need_g_x: bool = True, *, own: bool = False
+    ) -> tuple[np.ndarray, Callable]:
+        """``(f(x), pullback)``, keeping what the derivative needs from the forward pass
+        (never in place: ``own`` is accepted and ignored)."""
         x = validation.floating(x, type(self).__name__)
         y, aux = self._parts(x)
 

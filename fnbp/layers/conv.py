@@ -186,6 +186,7 @@ class _Conv(Layer):
 
     __slots__ = ()
     _NDIM = 0
+    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
     W: np.ndarray
     b: np.ndarray
     stride: tuple[int, ...]

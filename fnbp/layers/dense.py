@@ -34,6 +34,7 @@ class Dense(Layer):
 
     W: np.ndarray = param()
     b: np.ndarray = param()
+    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
 
     @classmethod
     def init(

@@ -109,6 +109,7 @@ class LayerNorm(Layer):
     gamma: np.ndarray = param()
     beta: np.ndarray = param()
     eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
+    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
 
     def __repr__(self) -> str:
         return _norm_repr(self, eps=1e-5)

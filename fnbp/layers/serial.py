@@ -17,8 +17,11 @@ from ..core import (
     Pullback,
     call,
     check_layer,
+    hands_over,
     init_state,
     split_context,
+    takes_over,
+    watched,
 )
 from ..record import nested_repr
 from ..tree import record_fields
@@ -59,21 +62,30 @@ class Serial(ContextLayer):
         return nested_repr("Serial", [repr(layer) for layer in self.layers])
 
     def vjp_ctx(self, x: Any, need_g_x: bool, ctx: Context) -> tuple[Any, Pullback, tuple]:
-        """One forward pass keeping each layer's pullback; the chain rule runs them backwards."""
-        n = len(self.layers)
-        pullbacks, states = [], []
+        """One forward pass keeping each layer's pullback; the chain rule runs them backwards.
+
+        A fresh output is handed to the next layer when it works in place, and a
+        fresh ``g_x`` to the layer before (see "Handing arrays over" in :mod:`fnbp.core`).
+        ``pullback(g_y, own=True)`` says that ``g_y`` may be written into.
+        """
+        layers, n = self.layers, len(self.layers)
+        handing = not watched()
+        pullbacks, states, own = [], [], False
         for i, (layer, c) in enumerate(
-            zip(self.layers, split_context(ctx, self.layers, f"Serial of {n} layers"), strict=True)
+            zip(layers, split_context(ctx, layers, f"Serial of {n} layers"), strict=True)
         ):
-            x, pullback, state = call(layer, x, need_g_x, c, f"layers[{i}]")
+            x, pullback, state = call(layer, x, need_g_x, c, f"layers[{i}]", own)
             pullbacks.append(pullback)
             states.append(state)
             need_g_x = need_g_x or _has_params(layer)
+            own = handing and i + 1 < n and hands_over(layer, "y") and takes_over(layers[i + 1])
 
-        def chain_rule(g: Any) -> tuple[Any, Serial]:
+        def chain_rule(g: Any, own: bool = False) -> tuple[Any, Serial]:
             grads: list[Any] = [None] * n
             for i in range(n - 1, -1, -1):
-                g, grads[i] = pullbacks[i](g)
+                give = handing and own and takes_over(layers[i])
+                g, grads[i] = pullbacks[i](g, own=True) if give else pullbacks[i](g)
+                own = hands_over(layers[i], "g_x")
             return g, Serial(tuple(grads))
 
         return x, chain_rule, tuple(states)

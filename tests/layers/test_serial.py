@@ -246,3 +246,83 @@ def test_serial_dtype_is_preserved(make, dtype):
     g_x, grads = fb.backward(net, x, g_y)
     assert g_x.dtype == dtype
     assert all(leaf.dtype == dtype for leaf in fb.tree.leaves(grads))
+
+
+# -- handing fresh arrays over (fnbp.core, "Handing arrays over") --------------
+
+
+def handover_net(seed=0, dtype=np.float32):
+    k1, k2, k3 = fb.random.split(fb.random.key(seed), 3)
+    return fb.Serial(
+        (
+            dense(k1, 3, 8, dtype),
+            fb.ReLU(),
+            dense(k2, 8, 8, dtype),
+            fb.Tanh(),
+            fb.LayerNorm.init(8, dtype=dtype),
+            fb.ReLU(),
+            dense(k3, 8, 2, dtype),
+        )
+    )
+
+
+def arrays_of(tree):
+    return [np.array(leaf, copy=True) for leaf in fb.tree.leaves(tree)]
+
+
+def test_handover_gives_the_same_bits_and_touches_no_input(monkeypatch):
+    net = handover_net()
+    x = fb.random.normal(fb.random.key(1), (5, 3), dtype=np.float32)
+    g_y = fb.random.normal(fb.random.key(2), (5, 2), dtype=np.float32)
+    x.flags.writeable = g_y.flags.writeable = False
+    params_before, x_before, g_before = arrays_of(net), x.copy(), g_y.copy()
+
+    y, pullback = fb.vjp(net, x)
+    g_x, grads = pullback(g_y)
+    monkeypatch.setattr("fnbp.layers.serial.watched", lambda: True)  # no handover
+    y_ref, pullback_ref = fb.vjp(net, x)
+    g_x_ref, grads_ref = pullback_ref(g_y)
+
+    assert np.array_equal(y, y_ref) and np.array_equal(g_x, g_x_ref)
+    for a, b in zip(fb.tree.leaves(grads), fb.tree.leaves(grads_ref), strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(arrays_of(net), params_before, strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(x, x_before) and np.array_equal(g_y, g_before)
+
+
+class Fresh:
+    """A plain layer whose output is a new array it hands over (and remembers, to look)."""
+
+    fresh_y = True
+
+    def __init__(self):
+        self.made = []
+
+    def vjp(self, x, need_g_x=True):
+        y = np.array(x, copy=True)
+        self.made.append(y)
+        return y, lambda g: (g, self)
+
+
+def test_relu_works_in_the_array_handed_over():
+    fresh = Fresh()
+    y = fb.forward(fb.Serial((fresh, fb.ReLU())), np.array([[-1.0, 2.0]]))
+    assert fresh.made[0] is y or np.shares_memory(fresh.made[0], y)
+    assert np.array_equal(fresh.made[0], [[0.0, 2.0]])
+
+
+def test_nothing_is_handed_over_while_traced():
+    fresh = Fresh()
+    fb.trace(fb.Serial((fresh, fb.ReLU())), np.array([[-1.0, 2.0]]))
+    assert np.array_equal(fresh.made[0], [[-1.0, 2.0]])
+
+
+class Kept(Fresh):
+    fresh_y = False
+
+
+def test_a_layer_that_does_not_hand_over_keeps_its_output():
+    fresh = Kept()
+    fb.forward(fb.Serial((fresh, fb.ReLU())), np.array([[-1.0, 2.0]]))
+    assert np.array_equal(fresh.made[0], [[-1.0, 2.0]])
