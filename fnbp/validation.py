@@ -18,6 +18,23 @@ nothing is promoted behind your back.
   with a :class:`~fnbp.DTypeError` that names them: float16 overflows ``exp``
   at 11 and loses the digits the gradients need; cast to float32 first.
 
+**Empty batches.** A batch of ``N = 0`` samples is data like any other for
+the layers: every layer returns an empty output of the right shape, and its
+pullback empty input gradients and zero parameter gradients (BatchNorm in
+training is the exception: it needs at least 2 values per feature, and says
+so with a :class:`~fnbp.ShapeError`). Losses and metrics refuse it with a
+``ValueError`` (a mean over no samples is undefined), and so do ``fit`` and
+``evaluate``; ``predict`` returns the empty output.
+
+**NaN and inf.** Layers compute what IEEE arithmetic says: a NaN or inf in
+the input propagates to the output (nothing is checked on that hot path).
+Losses let a NaN or inf *prediction* through into their value -- that is how
+``fit`` notices a diverging run and raises :class:`~fnbp.DivergenceError` --
+but refuse a non-finite *target* with a ``ValueError``: a target is data, and
+a NaN there would only ever give a silent NaN loss. Metrics refuse NaN
+predictions and non-finite targets; ``fit`` and ``evaluate`` refuse training
+and validation data with a NaN or inf before the first step.
+
 Hyperparameters of records are checked by the converters made here
 (:func:`real`, :func:`integer`, :func:`choice`): a record class declares a
 field ``rate: float = static(converter=real(low=0.0, high=1.0))``, and the
@@ -26,6 +43,7 @@ converter knows the class and the field it serves.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -62,6 +80,8 @@ __all__ = [
     "check_params",
     "check_structure",
     "check_size",
+    "check_dims",
+    "check_finite",
     "MAX_ELEMENTS",
 ]
 
@@ -164,10 +184,21 @@ def check_choice(owner: str, name: str, value: Any, options: Iterable[str]) -> s
     return value
 
 
-def check_callable(owner: str, name: str, value: Any, what: str = "a function") -> Any:
-    """``value`` if callable, else a ValueError."""
-    if not callable(value):
+def check_callable(
+    owner: str, name: str, value: Any, what: str = "a function", n_args: int | None = None
+) -> Any:
+    """``value`` if callable (with ``n_args`` positional arguments, when given and its
+    signature is known), else a ValueError. A class is refused: it would be
+    called to build an instance, not to compute."""
+    if not callable(value) or isinstance(value, type):
         raise fail(owner, name, what, value)
+    if n_args is not None:
+        try:
+            inspect.signature(value).bind(*(None,) * n_args)
+        except TypeError:
+            raise fail(owner, name, f"{what}, taking {n_args} argument(s)", value) from None
+        except ValueError:  # no signature to read (some builtins): take it on trust
+            pass
     return value
 
 
@@ -181,14 +212,40 @@ def check_sequence(owner: str, name: str, value: Any, what: str) -> tuple:
 
 def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
     """``value`` as float32 or float64, else a DTypeError."""
-    try:
-        dtype = np.dtype(value)
-    except (TypeError, ValueError):
-        dtype = None
-    if dtype is None or dtype not in FLOAT_SET:  # (None == float64 to numpy)
+    dtype = None
+    if isinstance(value, str | type | np.dtype):  # not None (numpy's float64), not a number
+        try:
+            dtype = np.dtype(value)
+        except (TypeError, ValueError):
+            pass
+    if dtype is None or dtype not in FLOAT_SET:
         got = dtype.name if dtype is not None else _show(value)
         raise DTypeError(f"{owner}: {name} must be float32 or float64, got {got}")
     return dtype
+
+
+def check_dims(owner: str, name: str, value: Any, *, low: int = 0, min_ndim: int = 0) -> tuple:
+    """``value`` as a shape: an int or a tuple or list of ints ``>= low``, with at least
+    ``min_ndim`` axes and at most :data:`MAX_ELEMENTS` elements; else a ValueError."""
+    dims = (value,) if _is_int(value) else value
+    ok = isinstance(dims, tuple | list) and len(dims) >= min_ndim and all(map(_is_int, dims))
+    if not ok or any(int(d) < low for d in dims):
+        axes = f"at least {min_ndim} " if min_ndim else ""
+        raise fail(owner, name, f"a shape: a tuple of {axes}ints >= {low}", value)
+    shape = tuple(int(d) for d in dims)
+    check_size(owner, f"an array of shape {shape}", math.prod(shape))
+    return shape
+
+
+def check_finite(owner: str, name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` itself if it holds no NaN or inf, else a ValueError saying where the first is."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        first = np.unravel_index(int(np.flatnonzero(~np.isfinite(a))[0]), a.shape)
+        raise ValueError(
+            f"{owner}: {name} must be finite, got {a[first]} at index "
+            f"{tuple(int(i) for i in first)} (clean or drop those samples first)"
+        )
+    return a
 
 
 def check_size(owner: str, what: str, n: int) -> int:
@@ -249,8 +306,10 @@ def check_ints(owner: str, name: str, value: Any, n: int, low: int = 1) -> tuple
     """An int or ``n`` ints, each ``>= low``, as a tuple of ``n`` ints (one per axis)."""
     items = (value,) * n if _is_int(value) else value
     ok = isinstance(items, tuple | list) and len(items) == n and all(map(_is_int, items))
-    if not ok or min(int(v) for v in items) < low:
-        raise fail(owner, name, f"an int >= {low} or {n} of them (one per axis)", value)
+    if not ok or not all(low <= int(v) <= MAX_ELEMENTS for v in items):
+        raise fail(
+            owner, name, f"an int in [{low}, {MAX_ELEMENTS}] or {n} of them (one per axis)", value
+        )
     return tuple(int(v) for v in items)
 
 
@@ -312,10 +371,17 @@ def _refused(dtype: np.dtype) -> str:
 def numeric(x: Any, owner: str, name: str = "input") -> np.ndarray:
     """``x`` as a real numeric array (bool, integer, float32, float64), else a DTypeError.
 
-    Lists are data here: ``np.asarray`` turns them into one array.
+    Lists are data here: ``np.asarray`` turns them into one array. Tuples, dicts,
+    records and None are trees, not arrays: a StructureError (several inputs
+    are never stacked into one behind your back).
     """
     if type(x) is np.ndarray:
         a = x
+    elif x is None or type(x) in (tuple, dict) or attrs.has(type(x)):
+        raise StructureError(
+            f"{owner}: {name} must be one array, got a {type(x).__name__}"
+            + (" (a tuple or dict is a tree of several arrays)" if x is not None else "")
+        )
     else:
         try:
             a = np.asarray(x)
@@ -353,6 +419,9 @@ def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:
     """The one float dtype (float32 or float64) of a layer's parameter arrays, else a
     DTypeError naming them: a record may hold booleans (as a mask tree), a
     computing layer may not."""
+    for name, a in arrays.items():
+        if type(a) is not np.ndarray:
+            raise StructureError(f"{owner} needs {name} to be an array, got {_show(a)}")
     dtypes = {a.dtype for a in arrays.values()}
     if len(dtypes) != 1 or not dtypes <= set(FLOATS):
         got = ", ".join(f"{name} {a.dtype}" for name, a in arrays.items())
