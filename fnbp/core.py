@@ -78,6 +78,7 @@ __all__ = [
     "call",
     "OBSERVER",
     "Observer",
+    "context",
 ]
 
 Tree: TypeAlias = Any
@@ -162,9 +163,12 @@ class ContextLayer:
 def vjp_ctx(layer: Any, x: Tree, need_g_x: bool, ctx: Context) -> tuple[Tree, Pullback, Any]:
     """``(y, pullback, new_state)`` of any layer: the one call combinators make.
 
-    A plain layer runs its ``vjp`` and keeps its state (``ctx.state``).
+    A plain layer runs its ``vjp`` and keeps its state (``ctx.state``). Anything
+    else (a class, a function, None) is a StructureError.
     """
     method = getattr(layer, "vjp_ctx", None)
+    if isinstance(layer, type) or (method is None and not hasattr(layer, "vjp")):
+        check_layer(layer, "fnbp", "the network")
     if method is None:
         y, pullback = layer.vjp(x, need_g_x)
         return y, pullback, ctx.state
@@ -365,10 +369,15 @@ def check_cotangent(g_y: Tree, y: Tree, owner: str) -> Tree:
         raise StructureError(f"{owner}: g_y does not have the output's structure: {e}") from None
 
 
-def _context(train: bool, key: random.Key | None, state: Any) -> Context:
+def context(owner: str, train: Any, key: Any, state: Any) -> Context:
+    """The :class:`Context` of a public call (``forward``, ``value_and_grad``...), its
+    arguments checked: ``train`` a bool, ``key`` an fnbp key or None."""
+    train = validation.check_bool(owner, "train", train)
+    if key is not None and not isinstance(key, random.Key):
+        raise validation.fail(owner, "key", "an fnbp key (fb.random.key(seed)) or None", key)
     if key is None and state is None:
         return _TRAINING if train else _INFERENCE
-    return Context(validation.check_bool("fnbp", "train", train), key, state)
+    return Context(train, key, state)
 
 
 def forward(
@@ -387,7 +396,8 @@ def forward(
     layers such as Dropout use ``key``; with ``state=`` it returns
     ``(y, new_state)``.
     """
-    y, _, new_state = vjp_ctx(net, as_input(x), False, _context(train, key, state))
+    ctx = context("forward", train, key, state)
+    y, _, new_state = vjp_ctx(net, as_input(x, "forward"), False, ctx)
     return y if state is None else (y, new_state)
 
 
@@ -408,7 +418,8 @@ def vjp(
     ``g_y`` against ``y`` (structure and shapes) and casts it to ``y``'s dtype.
     With ``state=`` it returns ``(y, pullback, new_state)``.
     """
-    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+    ctx = context("vjp", train, key, state)
+    y, pullback, new_state = vjp_ctx(net, as_input(x, "vjp"), need_g_x, ctx)
 
     def checked(g_y: Tree) -> tuple[Tree, Any]:
         return pullback(check_cotangent(g_y, y, "pullback"))
@@ -433,6 +444,7 @@ def backward(
     output's dtype. ``train``, ``key`` and ``state`` are as for :func:`vjp`;
     with ``state=`` it returns ``(g_x, grads, new_state)``.
     """
-    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+    ctx = context("backward", train, key, state)
+    y, pullback, new_state = vjp_ctx(net, as_input(x, "backward"), need_g_x, ctx)
     g_x, grads = pullback(check_cotangent(g_y, y, "backward"))
     return (g_x, grads) if state is None else (g_x, grads, new_state)
