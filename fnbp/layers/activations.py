@@ -26,6 +26,7 @@ from .._numeric import (
     softplus,
 )
 from ..core import Layer
+from ..errors import ShapeError
 from ..record import static
 
 __all__ = [
@@ -46,9 +47,9 @@ __all__ = [
 class _Activation(Layer):
     """A layer without parameters: ``y = _forward(x)``, ``g_x = _g_x(x, y, g_y)``.
 
-    Inputs of any shape; float32 and float64 keep their dtype, booleans and
-    integers are taken as float64, other dtypes are refused (see
-    :mod:`fnbp.validation`).
+    Inputs of any shape, a 0-d one included (the softmax family needs a class
+    axis); float32 and float64 keep their dtype, booleans and integers are
+    taken as float64, other dtypes are refused (see :mod:`fnbp.validation`).
     """
 
     __slots__ = ()
@@ -59,19 +60,45 @@ class _Activation(Layer):
     def _g_x(self, x: np.ndarray, y: np.ndarray, g_y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _input(self, x: Any) -> tuple[np.ndarray, bool]:
+        """``(x as a float array, whether it was 0-d)``; a 0-d input is computed as one
+        element (numpy's ufuncs give scalars, not arrays, for 0-d arrays)."""
+        x = validation.floating(x, type(self).__name__)
+        return (x.reshape(1), True) if x.ndim == 0 else (x, False)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``f(x)``, a new array (``Identity`` returns ``x`` itself)."""
-        return self._forward(validation.floating(x, type(self).__name__))
+        a, scalar = self._input(x)
+        y = self._forward(a)
+        return y.reshape(()) if scalar else y
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(f(x), pullback)``; the layer has no parameters, so its grads are itself."""
-        x = validation.floating(x, type(self).__name__)
-        y = self._forward(x)
+        a, scalar = self._input(x)
+        y = self._forward(a)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _Activation]:
-            return (self._g_x(x, y, g_y) if need_g_x else None), self
+            if not need_g_x:
+                return None, self
+            g_x = self._g_x(a, y, g_y.reshape(a.shape))
+            return (g_x.reshape(()) if scalar else g_x), self
 
-        return y, pullback
+        return (y.reshape(()) if scalar else y), pullback
+
+
+class _OverClasses(_Activation):
+    """An activation over the last axis (the classes): it needs one, of length >= 1."""
+
+    __slots__ = ()
+
+    def _input(self, x: Any) -> tuple[np.ndarray, bool]:
+        x = validation.floating(x, type(self).__name__)
+        if x.ndim == 0 or x.shape[-1] == 0:
+            raise ShapeError(
+                f"{type(self).__name__} works along the last axis (the classes) and needs "
+                f"at least one there, got shape {x.shape}"
+            )
+        return x, False
 
 
 @attrs.frozen
@@ -169,7 +196,7 @@ def _shifted(x: np.ndarray) -> np.ndarray:
 
 
 @attrs.frozen
-class Softmax(_Activation):
+class Softmax(_OverClasses):
     """``y_i = exp(x_i) / sum_j exp(x_j)`` along the last axis (max subtracted first).
 
     Backward without the Jacobian: ``g_x = y * (g_y - sum_j g_y_j * y_j)``.
@@ -184,7 +211,7 @@ class Softmax(_Activation):
 
 
 @attrs.frozen
-class LogSoftmax(_Activation):
+class LogSoftmax(_OverClasses):
     """``y_i = x_i - log sum_j exp(x_j)`` along the last axis (max subtracted first).
 
     Backward: ``g_x = g_y - exp(y) * sum_j g_y_j``.
@@ -225,17 +252,17 @@ class _KeepsAux(_Activation):
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(f(x), pullback)``, keeping what the derivative needs from the forward pass."""
-        x = validation.floating(x, type(self).__name__)
-        y, aux = self._parts(x)
+        a, scalar = self._input(x)
+        y, aux = self._parts(a)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _KeepsAux]:
             if not need_g_x:
                 return None, self
-            g_x = self._slope(x, aux)
-            g_x *= g_y
-            return g_x, self
+            g_x = self._slope(a, aux)
+            g_x *= g_y.reshape(a.shape)
+            return (g_x.reshape(()) if scalar else g_x), self
 
-        return y, pullback
+        return (y.reshape(()) if scalar else y), pullback
 
 
 def _as_float(x: np.ndarray) -> np.ndarray:
