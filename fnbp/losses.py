@@ -8,7 +8,11 @@ dtype; a boolean or integer target (the notebook's truth table) is fine.
 
 Predictions are float32 or float64 (booleans and integers are taken as
 float64); an empty batch, or a prediction or target outside the loss's
-domain, is a ``ValueError`` that says what to use instead.
+domain, is a ``ValueError`` that says what to use instead. A target with a
+NaN or inf is refused (a ``ValueError`` saying where); a NaN or inf in the
+*prediction* goes through into the value, so that ``fit`` sees the run
+diverge (probability-space cross-entropy clips an infinite logit's
+probability to ``[eps, 1 - eps]``, as it clips every probability).
 
 >>> import numpy as np, fnbp as fb
 >>> value, g = fb.mse.value_and_grad(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
@@ -74,10 +78,11 @@ class Loss:
             raise ShapeError(
                 f"{self.name}: prediction shape {p.shape} differs from target shape {y.shape}"
             )
-        return p, y.astype(p.dtype, copy=False)
+        return p, validation.check_finite(self.name, "the target", y).astype(p.dtype, copy=False)
 
     def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
-        if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):  # also catches NaN
+        """A ValueError unless ``a`` is in [0, 1] (a NaN is let through: it propagates)."""
+        if a.size and (a.min() < 0.0 or a.max() > 1.0):
             raise ValueError(
                 f"{self.name}: {what} must be in [0, 1], got values from {a.min():g} to "
                 f"{a.max():g}{instead}"
