@@ -256,7 +256,7 @@ def test_spirals_single_class_and_bad_arguments():
     np.testing.assert_array_equal(labels, 0)
     with pytest.raises(ValueError, match="turns must be > 0"):
         ds.spirals(KEY, 10, turns=0)
-    with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"n_classes must be an integer in \[1, 10\]"):
         ds.spirals(KEY, 10, n_classes=0)
 
 
@@ -302,7 +302,8 @@ def test_blobs_zero_std_gives_the_centers_exactly():
         ({"centers": [0.0, 1.0]}, "centers must be"),
         ({"centers": np.zeros((0, 2))}, "centers must be"),
         ({"centers": [[0, np.inf]]}, "finite"),
-        ({"centers": 0}, "centers must be an integer >= 1"),
+        ({"centers": 0}, r"centers must be an integer in \[1, 10\]"),
+        ({"centers": 11}, r"centers must be an integer in \[1, 10\]"),
         ({"centers": 2, "std": [1.0, 1.0, 1.0]}, "one per centre"),
         ({"std": -1.0}, "std must be a finite real number >= 0"),
         ({"centers": 2, "std": [1.0, -1.0]}, "std must be finite and >= 0"),
@@ -341,8 +342,10 @@ def test_regression_does_not_alias_x_through_fn():
 def test_regression_bad_arguments():
     with pytest.raises(ValueError, match="same shape"):
         ds.regression_1d(KEY, 10, fn=lambda t: t.ravel())
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(ValueError, match="fn must be a function of x"):
         ds.regression_1d(KEY, 10, fn=3.0)
+    with pytest.raises(ValueError, match="taking 1 argument"):
+        ds.regression_1d(KEY, 10, fn=lambda a, b: a)
     with pytest.raises(ValueError, match="low < high"):
         ds.regression_1d(KEY, 10, x_range=(3, -3))
     with pytest.raises(ValueError, match="pair"):
