@@ -26,7 +26,7 @@ import attrs
 import numpy as np
 
 from . import random, validation
-from .core import Context, as_input, init_state, vjp_ctx
+from .core import Context, as_input, context, init_state, vjp_ctx
 from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
@@ -50,11 +50,13 @@ subtraction instead of two backward passes. The grads record is unchanged
 
 
 def _check_loss(loss: Any, owner: str) -> Loss:
-    if not callable(getattr(loss, "value_and_grad", None)):
+    if isinstance(loss, type) or not callable(getattr(loss, "value_and_grad", None)):
+        hint = f" (did you mean {loss.__name__}()?)" if isinstance(loss, type) else ""
         raise validation.fail(
             owner,
             "loss",
-            "a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss subclass)",
+            "a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss "
+            f"subclass){hint}",
             loss,
         )
     return loss
@@ -104,7 +106,8 @@ def value_and_grad(
     ``state=`` it returns ``(loss_value, grads, new_state)``.
     """
     loss = _check_loss(loss, "value_and_grad")
-    value, grads, new_state, _ = _run(net, loss, x, target, Context(train, key, state))
+    ctx = context("value_and_grad", train, key, state)
+    value, grads, new_state, _ = _run(net, loss, x, target, ctx)
     return (value, grads) if state is None else (value, grads, new_state)
 
 
@@ -171,9 +174,16 @@ def train_step(
     if not isinstance(ts, TrainState):
         raise validation.fail("train_step", "ts", "a TrainState (fb.TrainState.create)", ts)
     loss = _check_loss(loss, "train_step")
-    ctx = Context(True, key, ts.model_state)
+    optimizer = _check_optimizer(optimizer, "train_step")
+    ctx = context("train_step", True, key, ts.model_state)
     value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
-    params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
+    try:
+        params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
+    except StructureError as e:
+        raise StructureError(
+            f"train_step: ts.opt_state does not fit this optimizer (a TrainState made with "
+            f"another one?): {e}"
+        ) from None
     new = TrainState(
         params,
         opt_state,
@@ -191,7 +201,7 @@ def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool 
     Shuffled by a permutation drawn from ``key`` (in order when ``key`` is
     None). The last partial batch is kept unless ``drop_last``.
     """
-    n = validation.check_int("batches", "n", n, low=0)
+    n = validation.check_size("batches", "the index", validation.check_int("batches", "n", n, low=0))
     batch_size = validation.check_int("batches", "batch_size", batch_size, low=1)
     order = np.arange(n) if key is None else random.permutation(key, n)
     stop = n - n % batch_size if drop_last else n
