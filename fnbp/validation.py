@@ -307,9 +307,9 @@ def check_ints(owner: str, name: str, value: Any, n: int, low: int = 1) -> tuple
     items = (value,) * n if _is_int(value) else value
     ok = isinstance(items, tuple | list) and len(items) == n and all(map(_is_int, items))
     if not ok or not all(low <= int(v) <= MAX_ELEMENTS for v in items):
-        raise fail(
-            owner, name, f"an int in [{low}, {MAX_ELEMENTS}] or {n} of them (one per axis)", value
-        )
+        huge = ok and max(int(v) for v in items) > MAX_ELEMENTS
+        bound = f"in [{low}, {MAX_ELEMENTS:,}]" if huge else f">= {low}"
+        raise fail(owner, name, f"an int {bound} or {n} of them (one per axis)", value)
     return tuple(int(v) for v in items)
 
 
