@@ -28,7 +28,7 @@ import attrs
 import numpy as np
 
 from . import validation
-from ._numeric import exp_cut, row_sums, sigmoid, sigmoid_grad, softplus
+from ._numeric import exp_cut, row_sums, shifted, sigmoid, sigmoid_grad, softplus
 from .errors import DTypeError, ShapeError
 from .record import static
 
@@ -217,7 +217,7 @@ class SoftmaxCrossEntropy(Loss):
                 f"{z.shape} (for one output per sample use fb.sigmoid_binary_cross_entropy)"
             )
         target = validation.numeric(target, self.name, "target")
-        s = np.subtract(z, z.max(axis=-1, keepdims=True))
+        s = shifted(z)
         e = exp_cut(s)
         total = row_sums(e)
         if target.shape == z.shape[:-1]:

@@ -19,6 +19,7 @@ from .._numeric import (
     exp_cutoff,
     relu,
     row_sums,
+    shifted,
     sigmoid,
     sigmoid_grad,
     softmax,
@@ -190,11 +191,6 @@ class Softplus(_Activation):
         return g_x
 
 
-def _shifted(x: np.ndarray) -> np.ndarray:
-    """``x - max(x)`` along the last axis, a new buffer."""
-    return np.subtract(x, x.max(axis=-1, keepdims=True))
-
-
 @attrs.frozen
 class Softmax(_OverClasses):
     """``y_i = exp(x_i) / sum_j exp(x_j)`` along the last axis (max subtracted first).
@@ -219,7 +215,7 @@ class LogSoftmax(_OverClasses):
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x - logsumexp(x)`` over the last axis, the row maximum subtracted first."""
-        y = _shifted(x)
+        y = shifted(x)
         y -= np.log(row_sums(exp_cut(y)))
         return y
 
