@@ -22,6 +22,7 @@ probability to ``[eps, 1 - eps]``, as it clips every probability).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -78,7 +79,20 @@ class Loss:
             raise ShapeError(
                 f"{self.name}: prediction shape {p.shape} differs from target shape {y.shape}"
             )
-        return p, validation.check_finite(self.name, "the target", y).astype(p.dtype, copy=False)
+        return p, y.astype(p.dtype, copy=False)
+
+    def _result(self, value: np.floating, g: np.ndarray, y: np.ndarray) -> tuple:
+        """``(value, g)``; a value that is not finite because the *target* is not is a
+        ValueError saying where (checked only then: the happy path pays nothing)."""
+        if not math.isfinite(value):
+            validation.check_finite(self.name, "the target", y)
+        return value, g
+
+    def _unit_targets(self, y: np.ndarray) -> None:
+        """A ValueError unless the targets are in [0, 1] (NaN and inf included)."""
+        if y.size and not (y.min() >= 0.0 and y.max() <= 1.0):
+            validation.check_finite(self.name, "the target", y)
+            self._unit_targets(y)
 
     def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
         """A ValueError unless ``a`` is in [0, 1] (a NaN is let through: it propagates)."""
@@ -108,7 +122,7 @@ class BinaryCrossEntropy(Loss):
         """``(L, dL/dpred)`` as written in the class docstring."""
         p, y = self._same_shape(pred, target)
         self._unit_interval(p, "probabilities", " (logits? use fb.sigmoid_binary_cross_entropy)")
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         return _bce(p, y)
 
 
@@ -145,7 +159,7 @@ class BinaryCrossEntropyOfSigmoid(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dz)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         p = sigmoid(z)
         q = np.subtract(1.0, p, dtype=p.dtype)
         eps = _EPS[z.dtype]
@@ -174,7 +188,7 @@ class SigmoidBinaryCrossEntropy(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dpred)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         value = np.add.reduce(softplus(z) - y * z, axis=None) / z.size
         g = sigmoid(z)
         g -= y
@@ -223,7 +237,8 @@ class SoftmaxCrossEntropy(Loss):
         if target.shape == z.shape[:-1]:
             return self._from_labels(z, s, e, total, target)
         y = self._same_shape(z, target)[1]
-        if y.size and not y.min() >= 0.0:
+        if y.size and not (y.min() >= 0.0 and y.max() < math.inf):
+            validation.check_finite(self.name, "the target", y)
             raise ValueError(f"{self.name}: target probabilities must be >= 0, got {y.min():g}")
         n = z.size // z.shape[-1]
         mass = y.sum(axis=-1, keepdims=True)
@@ -231,7 +246,7 @@ class SoftmaxCrossEntropy(Loss):
         e *= mass / total
         e -= y
         e *= 1.0 / n
-        return z.dtype.type(value), e
+        return self._result(z.dtype.type(value), e, y)
 
     def _from_labels(
         self, z: np.ndarray, s: np.ndarray, e: np.ndarray, total: np.ndarray, labels: np.ndarray
@@ -289,7 +304,7 @@ class MeanSquaredError(Loss):
         g = np.subtract(p, y)
         value = np.vdot(g, g) / g.size
         g *= 2.0 / g.size
-        return p.dtype.type(value), g
+        return self._result(p.dtype.type(value), g, y)
 
 
 binary_cross_entropy = BinaryCrossEntropy()
