@@ -201,7 +201,9 @@ def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool 
     Shuffled by a permutation drawn from ``key`` (in order when ``key`` is
     None). The last partial batch is kept unless ``drop_last``.
     """
-    n = validation.check_size("batches", "the index", validation.check_int("batches", "n", n, low=0))
+    n = validation.check_size(
+        "batches", "the index", validation.check_int("batches", "n", n, low=0)
+    )
     batch_size = validation.check_int("batches", "batch_size", batch_size, low=1)
     order = np.arange(n) if key is None else random.permutation(key, n)
     stop = n - n % batch_size if drop_last else n

@@ -481,7 +481,9 @@ def test_non_finite_data_is_a_value_error_not_a_divergence(where, value):
         bad_x[13, 0] = value
     kw = {"validation": (_ro(bad_x), y)} if where == "validation x" else {}
     data = (x, _ro(bad_y)) if where == "y" else ((x, y) if kw else (_ro(bad_x), y))
-    match = r"x must be finite, got .* at index \(13, 0\)" if "x" in where else "targets must be finite"
+    match = (
+        r"x must be finite, got .* at index \(13, 0\)" if "x" in where else "targets must be finite"
+    )
     with pytest.raises(ValueError, match=match):
         _fit(_net(dtype=np.float64), *data, epochs=1, loss=fb.sigmoid_binary_cross_entropy, **kw)
 
@@ -515,8 +517,15 @@ def test_a_bad_batch_from_data_is_named_with_its_step():
     bad[5, 0] = np.inf
     batches = [(x[:8], y[:8]), (_ro(bad), y[8:16]), (x[16:], y[16:])]
     with pytest.raises(ValueError, match=r"epoch 0, step 1: x must be finite, got inf .*\(5, 0\)"):
-        fb.fit(_net(dtype=np.float64), BCE_LOGITS, data=batches, optimizer=fb.optim.sgd(0.1),
-               epochs=1, key=None, progress=False)
+        fb.fit(
+            _net(dtype=np.float64),
+            BCE_LOGITS,
+            data=batches,
+            optimizer=fb.optim.sgd(0.1),
+            epochs=1,
+            key=None,
+            progress=False,
+        )
 
 
 # ---------------------------------------------------------------- resuming

@@ -377,7 +377,7 @@ def test_errors_inside_serial_name_the_layer():
 def test_inconsistent_params_are_reported():
     with pytest.raises(fb.ShapeError, match=r"W \(2, 2, 1\).*b \(1,\)"):
         fb.forward(fb.Conv2D(np.ones((2, 2, 1)), np.ones(1)), np.zeros((1, 3, 3, 1)))
-    with pytest.raises(fb.DTypeError, match="one dtype.*W float64, b float32"):
+    with pytest.raises(fb.DTypeError, match=r"one dtype.*W float64, b float32"):
         fb.forward(fb.Conv1D(np.ones((2, 1, 1)), np.ones(1, np.float32)), np.zeros((1, 3, 1)))
 
 

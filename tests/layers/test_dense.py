@@ -181,7 +181,7 @@ def test_inconsistent_params_are_reported(make):
     with pytest.raises(fb.ShapeError, match=r"W \(3, 2\).*b \(4,\)"):
         fb.forward(bad, make(1, 3))
     mixed = fb.Dense(np.ones((3, 2)), np.ones(2, np.float32))
-    with pytest.raises(fb.DTypeError, match="one dtype.*W float64, b float32"):
+    with pytest.raises(fb.DTypeError, match=r"one dtype.*W float64, b float32"):
         fb.forward(mixed, make(1, 3))
 
 
