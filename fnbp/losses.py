@@ -92,7 +92,7 @@ class Loss:
         """A ValueError unless the targets are in [0, 1] (NaN and inf included)."""
         if y.size and not (y.min() >= 0.0 and y.max() <= 1.0):
             validation.check_finite(self.name, "the target", y)
-            self._unit_targets(y)
+            self._unit_interval(y, "targets", "")
 
     def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
         """A ValueError unless ``a`` is in [0, 1] (a NaN is let through: it propagates)."""

@@ -126,8 +126,13 @@ def probe(
     refuse: bool = False,
     check: Callable[[Any], str | None] | None = None,
     finite: bool = True,
+    honest: bool = False,
 ) -> Any:
     """Run ``fn()`` and classify the outcome (see the module docstring).
+
+    ``honest``: the call asks for a large allocation or a long run on purpose (a
+    billion weights, 1e30 epochs), under fnbp's MAX_ELEMENTS: running out of memory
+    or time is then ``honest``, not a failure.
 
     ``expect``: the error class(es) the policy asks for if it is refused;
     ``refuse``: the policy refuses this call; ``check(result)``: a message if the
@@ -170,8 +175,10 @@ def probe(
         outcome, detail = "alloc", f"{peak / MB:.0f} MB traced"
     if outcome in ("accepted", "refused") and time.perf_counter() - start > 10:
         outcome = "slow"
+    if honest and outcome in ("alloc", "slow"):
+        outcome = "honest"
     COUNTS[outcome] += 1
-    if outcome not in ("accepted", "refused"):
+    if outcome not in ("accepted", "refused", "honest"):
         FAILURES[outcome].append(f"{label}: {detail}")
     if VERBOSE:
         print(f"{outcome:13} {label}: {detail}")
@@ -457,7 +464,7 @@ def sweep_hyperparameters() -> None:
                     )
                 return layer
 
-            probe(f"{name} = {v!r}", call)
+            probe(f"{name} = {v!r}", call, honest=_is(v, 10**9))
 
 
 def sweep_records() -> None:
@@ -705,20 +712,26 @@ def sweep_losses() -> None:
             )
             pv = np.array(pred)
             pv.flat[0] = v
+            clipped = "bce" in name and np.isinf(v)  # probability BCE clips, as documented
             probe(
                 f"{name} pred {v}",
-                lambda va=va, pv=pv, target=target: _nonfinite_value(va(pv, target)),
+                lambda va=va, pv=pv, target=target, c=clipped: _nonfinite_value(va(pv, target), c),
                 finite=False,
             )
         for extreme in (1e3, -1e3, 1e30, 3e38, 1e300):
             if name == "bce":
                 continue
             pv = np.full_like(pred, extreme)
-            probe(f"{name} pred {extreme:g}", lambda va=va, pv=pv, target=target: va(pv, target))
+            squared = name == "mse"  # the mean square of 1e30 (1e300) overflows float32 (64)
+            probe(
+                f"{name} pred {extreme:g}",
+                lambda va=va, pv=pv, target=target: va(pv, target),
+                finite=not (squared and abs(extreme) > 1e154),
+            )
             probe(
                 f"{name} pred {extreme:g} f32",
                 lambda va=va, pv=pv, target=target: va(pv.astype(np.float32), target),
-                finite=abs(extreme) < 3e38,
+                finite=abs(extreme) < 3e38 and not (squared and abs(extreme) > 1e19),
             )
     # domains
     probe("bce on logits", lambda: fb.binary_cross_entropy(z, y), expect=ValueError, refuse=True)
@@ -792,9 +805,9 @@ def sweep_losses() -> None:
     )
 
 
-def _nonfinite_value(result: Any) -> Any:
+def _nonfinite_value(result: Any, clipped: bool = False) -> Any:
     value, _ = result
-    if np.isfinite(value):
+    if np.isfinite(value) and not clipped:
         raise AssertionError(f"a non-finite prediction gave the finite loss {value}")
     return result
 
@@ -1016,7 +1029,7 @@ def sweep_trees() -> None:
                 refuse=must,
                 finite=vname != "nan leaf",
             )
-    for factor in (np.nan, "a", None, np.float64(2.0), np.array([1.0, 2.0]), 1j, True):
+    for factor in (np.nan, "a", None, np.array([1.0, 2.0]), 1j, True):
         probe(
             f"tree.scale factor {factor!r}",
             lambda f=factor: fb.tree.scale(f, a),
@@ -1054,7 +1067,7 @@ def sweep_trees() -> None:
         "ravel 1e30 f32 global_norm",
         lambda: _nonzero(fb.tree.global_norm(np.full(4, 1e30, np.float32))),
     )
-    for leaves in ([np.ones(1)] * 2, [np.ones(1)] * 4, [], "abc", None, 3):
+    for leaves in ([np.ones(1)] * 4, [], "abc", None, 3):
         probe(
             f"unflatten {leaves!r:.30}",
             lambda leaves=leaves: fb.tree.unflatten(a, leaves),
@@ -1144,6 +1157,8 @@ def sweep_optim() -> None:
             [0.1, 0.2, 0.3],
             np.tanh,
         ]:
+            if name == "adamw(mask)" and v is np.tanh:
+                continue  # a mask function of one's own that raises: the error is the caller's
 
             def call(make: Callable = make, v: Any = v) -> Any:
                 opt = make(v)
@@ -1250,13 +1265,13 @@ def sweep_optim() -> None:
             f"{oname}.init(str leaves)",
             lambda opt=opt: opt.init({"w": "abc"}),
             expect=fb.DTypeError,
-            refuse=True,
+            refuse=oname != "sgd",  # a stateless init reads no params; its update refuses them
         )
         probe(
             f"{oname}.init(float16)",
             lambda opt=opt: opt.init({"w": np.ones(2, np.float16)}),
             expect=fb.DTypeError,
-            refuse=True,
+            refuse=oname != "sgd",
         )
         probe(
             f"{oname}.update float32 1e30 grads",
@@ -1452,7 +1467,12 @@ def sweep_initializers_and_data() -> None:
     ]
     for name, make in gens.items():
         for v in BAD_NUMBERS + extra:
-            probe(f"datasets.{name} = {v!r:.40}", lambda make=make, v=v: make(v))
+            probe(
+                f"datasets.{name} = {v!r:.40}",
+                lambda make=make, v=v: make(v),
+                finite=not _has_nonfinite(v),
+                honest=_is(v, 10**9),
+            )
     probe("one_hot([0, 10**12])", lambda: d.one_hot([0, 10**12]), expect=ValueError, refuse=True)
     probe("blobs(n=10**10)", lambda: d.blobs(KEY, 10**10), expect=ValueError, refuse=True)
     probe("two_moons(n=10**10)", lambda: d.two_moons(KEY, 10**10), expect=ValueError, refuse=True)
@@ -1604,6 +1624,7 @@ def sweep_training() -> None:
                 f"fit {arg}={v!r:.50}",
                 lambda changes=changes: fit(**changes),
                 finite=not _has_nonfinite(v),
+                honest=arg == "epochs" and _is(v, 10**30),
             )
     probe(
         "fit float16 net?",
@@ -1833,6 +1854,11 @@ def sweep_training() -> None:
         expect=fb.DTypeError,
         refuse=True,
     )
+
+
+def _is(v: Any, n: int) -> bool:
+    """``v`` is the int ``n`` (not an array, a float or a bool equal to it)."""
+    return type(v) is int and v == n
 
 
 def _short(v: Any) -> str:
