@@ -63,7 +63,7 @@ def _target_labels(target: object, pred: np.ndarray, shape: tuple[int, ...]) -> 
         c = pred.shape[-1]
         if t.shape == pred.shape:  # one-hot rows, or probabilities
             return t.argmax(axis=-1)
-        if t.ndim >= 2 and t.shape[-1] > 1:
+        if t.ndim == pred.ndim and t.shape[-1] > 1:
             raise ShapeError(f"accuracy: predictions {pred.shape} vs one-hot target {t.shape}")
         if t.size != int(np.prod(shape)):
             raise ShapeError(f"accuracy: labels of shape {shape} but target has shape {t.shape}")

@@ -230,8 +230,8 @@ def check_dims(owner: str, name: str, value: Any, *, low: int = 0, min_ndim: int
     dims = (value,) if _is_int(value) else value
     ok = isinstance(dims, tuple | list) and len(dims) >= min_ndim and all(map(_is_int, dims))
     if not ok or any(int(d) < low for d in dims):
-        axes = f" of at least {min_ndim}" if min_ndim else ""
-        raise fail(owner, name, f"a shape (a tuple{axes} of ints >= {low})", value)
+        axes = f", at least {min_ndim} of them" if min_ndim else ""
+        raise fail(owner, name, f"a shape (a tuple of ints >= {low}{axes})", value)
     shape = tuple(int(d) for d in dims)
     check_size(owner, f"an array of shape {shape}", math.prod(shape))
     return shape

@@ -463,3 +463,11 @@ def test_cnn_trains_and_errors_name_the_layer(make, labels):
         assert fb.forward(net, x).dtype == dtype and net.layers[0].W.dtype == dtype
     with pytest.raises(fb.ShapeError, match=r"^layers\[0\]: Conv2D expects .*\(N, H, W, 1\)"):
         fb.forward(net, make(16, 6, 6))
+
+
+@pytest.mark.parametrize("cls", [fb.Conv1D, fb.Conv2D])
+def test_a_stride_or_kernel_beyond_max_elements_is_refused(cls):
+    with pytest.raises(ValueError, match=r"stride must be an int in \[1, 2,147,483,648\]"):
+        cls.init(fb.random.key(0), 1, 1, 2, stride=2**64)
+    with pytest.raises(ValueError, match="kernel_size must be an int >= 1"):
+        cls.init(fb.random.key(0), 1, 1, 0)
