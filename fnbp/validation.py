@@ -48,6 +48,7 @@ import math
 import numbers
 import operator
 import reprlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -119,6 +120,10 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f" in {left}{low:g}, {high:g}{right}"
 
 
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_real(
     owner: str,
     name: str,
@@ -132,7 +137,9 @@ def check_real(
     """``value`` as a finite Python float within the bounds, else a ValueError.
 
     Booleans, strings and arrays of more than one element are refused; NaN and
-    inf always are.
+    inf always are, and so is a magnitude float32 cannot hold (above 3.4e38, or
+    nonzero below 1.2e-38): a hyperparameter meets float32 data, where it would
+    overflow to inf or be taken as 0.
     """
     ok = not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real | np.ndarray)
     if ok and isinstance(value, np.ndarray):
@@ -143,6 +150,9 @@ def check_real(
     if not (math.isfinite(v) and above and below):
         expected = "a finite real number" + _interval(low, high, low_open, high_open)
         raise fail(owner, name, expected, value)
+    if v and not _FLOAT32_TINY <= abs(v) <= _FLOAT32_MAX:
+        held = f"0 or a magnitude in [{_FLOAT32_TINY:.3g}, {_FLOAT32_MAX:.3g}]"
+        raise fail(owner, name, f"{expected} that float32 can hold ({held})", value)
     return v
 
 
@@ -214,10 +224,12 @@ def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
     """``value`` as float32 or float64, else a DTypeError."""
     dtype = None
     if isinstance(value, str | type | np.dtype):  # not None (numpy's float64), not a number
-        try:
-            dtype = np.dtype(value)
-        except (TypeError, ValueError):
-            pass
+        with warnings.catch_warnings():  # numpy's deprecated aliases ('a') count as unknown
+            warnings.simplefilter("error", DeprecationWarning)
+            try:
+                dtype = np.dtype(value)
+            except (TypeError, ValueError, DeprecationWarning):
+                pass
     if dtype is None or dtype not in FLOAT_SET:
         got = dtype.name if dtype is not None else _show(value)
         raise DTypeError(f"{owner}: {name} must be float32 or float64, got {got}")

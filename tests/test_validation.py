@@ -113,3 +113,17 @@ def test_check_params_needs_arrays_of_one_float_dtype():
         v.check_params("Dense", W=None, b=np.zeros(2))
     with pytest.raises(fb.DTypeError, match=r"one dtype.*W float32, b float64"):
         v.check_params("Dense", W=np.zeros(2, np.float32), b=np.zeros(2))
+
+
+def test_a_deprecated_numpy_alias_is_an_unknown_dtype_not_a_warning():
+    with pytest.raises(fb.DTypeError, match="got 'a'"):
+        v.float_dtype("f", "a")
+
+
+@pytest.mark.parametrize("value", [1e300, -1e39, 1e-300, 1e-40])
+def test_a_real_number_must_be_one_float32_can_hold(value):
+    """A hyperparameter meets float32 data: 1e300 would overflow to inf, 1e-300 become 0."""
+    with pytest.raises(ValueError, match=r"eps must be .* that float32 can hold \(0 or a magn"):
+        v.check_real("LayerNorm", "eps", value)
+    assert v.check_real("LayerNorm", "eps", 3e38) == 3e38
+    assert v.check_real("LayerNorm", "eps", 0) == 0.0
