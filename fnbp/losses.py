@@ -65,7 +65,7 @@ class Loss:
 
     def _prediction(self, pred: object) -> np.ndarray:
         p = validation.floating(pred, self.name, "prediction")
-        if p.ndim == 0 or p.shape[0] == 0:
+        if p.size == 0 or p.ndim == 0:
             raise ValueError(
                 f"{self.name}: the prediction must be a non-empty batch, got shape {p.shape} "
                 "(a mean over no samples is undefined)"

@@ -24,8 +24,11 @@ __all__ = ["probabilities", "labels", "accuracy"]
 
 def _prediction(pred: object, owner: str) -> np.ndarray:
     p = validation.floating(pred, owner, "prediction")
-    if p.ndim == 0:
-        raise ShapeError(f"{owner}: the prediction needs a batch axis, got shape ()")
+    if p.ndim == 0 or (p.ndim >= 2 and p.shape[-1] == 0):
+        raise ShapeError(
+            f"{owner}: the prediction needs a batch axis and, if it has more, at least one "
+            f"column, got shape {p.shape}"
+        )
     return p
 
 

@@ -399,3 +399,10 @@ def test_softmax_ce_of_logits_spanning_the_float_range(dtype):
     with np.errstate(all="raise"):
         value, g = fb.softmax_cross_entropy.value_and_grad(z, np.eye(3, dtype=dtype)[[0, 1]])
     assert np.isfinite(value) and np.isfinite(g).all()
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (2, 0, 3)])
+def test_a_prediction_with_no_elements_is_a_mean_over_nothing(loss, shape):
+    with pytest.raises(ValueError, match=r"non-empty batch.*a mean over no samples"):
+        loss(np.zeros(shape), np.zeros(shape))

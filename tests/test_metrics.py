@@ -182,6 +182,7 @@ def test_labels_and_accuracy_of_outputs_per_time_step():
     assert fb.accuracy(pred, np.full((2, 3), 2)) == 1.0
 
 
-def test_a_0d_prediction_needs_a_batch_axis():
-    with pytest.raises(fb.ShapeError, match="needs a batch axis"):
-        fb.labels(np.float64(0.3))
+@pytest.mark.parametrize("pred", [np.float64(0.3), np.zeros((2, 0)), np.zeros((0, 0))])
+def test_a_prediction_needs_a_batch_axis_and_a_column(pred):
+    with pytest.raises(fb.ShapeError, match="needs a batch axis and, if it has more, at least one"):
+        fb.labels(pred)
