@@ -3,6 +3,9 @@
 
 fnbp promises three things about bad input:
 
+The rule is one helper, :func:`obey`, which the fuzz suite wraps around every
+call it makes:
+
 1. **No foreign errors.** Every exception is one of fnbp's own classes
    (:data:`FNBP_ERRORS`), or a ``TypeError`` / ``ValueError`` that fnbp's own
    code raised: the innermost frame of its traceback is a ``raise`` statement
@@ -11,7 +14,10 @@ fnbp promises three things about bad input:
    even though its innermost *Python* frame is fnbp's.
 2. **No silent NaN.** A call that is accepted with finite inputs returns
    finite results (:func:`assert_finite`).
-3. **No absurd allocation.** (Checked by the sweep, which measures memory.)
+3. **No floating-point warning** from finite inputs (the test suite turns
+   warnings into errors, and such an error comes from numpy, not from fnbp);
+   non-finite inputs propagate quietly and are not checked for it.
+4. **No absurd allocation.** (Checked by the sweep, which measures memory.)
 """
 
 from __future__ import annotations
@@ -103,3 +109,17 @@ def assert_finite(result: Any, what: str = "result") -> None:
     for a in float_leaves(result):
         if not np.isfinite(a).all():
             raise AssertionError(f"{what} is not finite for finite inputs: {a!r}")
+
+
+def obey(
+    fn: Callable[..., Any], *args: Any, finite: bool = True, **kwargs: Any
+) -> tuple[bool, Any]:
+    """The rule for one call of ``fn``: ``(True, result)`` if accepted, with every float
+    in ``result`` finite when ``finite`` (the inputs were finite), or ``(False, error)``
+    if refused with an fnbp error. Anything else fails the test: a foreign error, a
+    floating-point warning from finite inputs, a NaN or inf out of finite inputs."""
+    with np.errstate(under="ignore") if finite else np.errstate(all="ignore"):
+        accepted, out = attempt(fn, *args, **kwargs)
+    if accepted and finite:
+        assert_finite(out)
+    return accepted, out

@@ -257,3 +257,26 @@ def test_rows_spanning_the_whole_float_range_stay_finite_and_silent(layer, dtype
         g_x, _ = pullback(np.ones_like(x))
     assert np.isfinite(y).all() and np.isfinite(g_x).all()
     np.testing.assert_allclose(fb.Softmax().forward(x), [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+# ---------------------------------------------------------------- tails and the float edges
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_silu_are_exact_in_the_far_tail(dtype):
+    sigmoid_minus_40 = 4.248354255291589e-18  # 1 / (1 + e^40), to 16 digits
+    rtol = 4 * np.finfo(dtype).eps
+    x = np.array([-40.0, 40.0], dtype)
+    np.testing.assert_allclose(fb.forward(fb.Sigmoid(), x), [sigmoid_minus_40, 1.0], rtol=rtol)
+    np.testing.assert_allclose(fb.forward(fb.SiLU(), x), [-40 * sigmoid_minus_40, 40.0], rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", ELEMENTWISE, ids=lambda layer: repr(layer))
+def test_the_float_edges_give_finite_values_and_gradients_silently(layer, dtype):
+    big = np.finfo(dtype).max
+    x = np.array([-big, -1e30, -1000.0, -88.0, 0.0, 88.0, 1000.0, 1e30, big], dtype)
+    with np.errstate(all="raise", under="ignore"):
+        y, pullback = fb.vjp(layer, x)
+        g_x, _ = pullback(np.ones_like(x))
+    assert y.dtype == dtype and np.isfinite(y).all() and np.isfinite(g_x).all()

@@ -246,3 +246,15 @@ def test_serial_dtype_is_preserved(make, dtype):
     g_x, grads = fb.backward(net, x, g_y)
     assert g_x.dtype == dtype
     assert all(leaf.dtype == dtype for leaf in fb.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("sizes", [[2, 10**12, 1], [2, 2**40]])
+def test_mlp_of_huge_sizes_is_refused_before_allocating(sizes):
+    with pytest.raises(ValueError, match=r"Dense.init: W would need .* refusing to allocate"):
+        fb.mlp(fb.random.key(0), sizes)
+
+
+@pytest.mark.parametrize("sizes", [[2, 0, 1], [2, 1.5], "23", [2]])
+def test_mlp_sizes_are_checked(sizes):
+    with pytest.raises(ValueError, match=r"mlp: sizes|Dense.init: (in|out)_size"):
+        fb.mlp(fb.random.key(0), sizes)
