@@ -149,7 +149,7 @@ def probe(
                 result = fn()
         if refuse:
             outcome, detail = "should-refuse", "accepted"
-        elif finite and caught and any(issubclass(w.category, RuntimeWarning) for w in caught):
+        elif finite and caught:
             outcome, detail = "warning", str(caught[0].message)
         elif finite and any(not np.isfinite(a).all() for a in float_leaves(result)):
             outcome, detail = "nonfinite", repr(result)[:120]
@@ -368,6 +368,8 @@ BAD_NUMBERS: list[Any] = [
     np.array([1, 2]),
     1j,
     np.float16(2.0),
+    1e300,
+    1e-300,
 ]
 
 
@@ -1879,6 +1881,56 @@ def _nan_val_stops(fit: Callable) -> Any:
     return fit(validation=(xv, y), patience=1, epochs=5)
 
 
+def sweep_edges() -> None:
+    """Shapes with a zero-length axis other than the batch, and float32 edges."""
+    for loss in (
+        fb.binary_cross_entropy,
+        fb.sigmoid_binary_cross_entropy,
+        fb.mse,
+        fb.softmax_cross_entropy,
+    ):
+        for shape in ((3, 0), (2, 0, 3), (1, 0)):
+            probe(
+                f"{loss.name} pred {shape}",
+                lambda loss=loss, shape=shape: loss(np.zeros(shape), np.zeros(shape)),
+                expect=ValueError,
+                refuse=True,
+            )
+    for fn in (fb.probabilities, fb.labels):
+        probe(f"{fn.__name__} (2, 0)", lambda fn=fn: fn(np.zeros((2, 0))), expect=fb.ShapeError)
+    probe(
+        "accuracy (2, 0)",
+        lambda: fb.accuracy(np.zeros((2, 0)), np.zeros(2, int)),
+        expect=fb.ShapeError,
+        refuse=True,
+    )
+    probe(
+        "GlobalAvgPool (2, 0, 3, 4)",
+        lambda: fb.forward(fb.GlobalAvgPool(), np.ones((2, 0, 3, 4))),
+        expect=fb.ShapeError,
+        refuse=True,
+    )
+    probe(
+        "AvgPool1D (2, 0, 3)",
+        lambda: fb.forward(fb.AvgPool1D(2), np.ones((2, 0, 3))),
+        expect=fb.ShapeError,
+        refuse=True,
+    )
+    x32 = np.ones((2, 3), np.float32)
+    for make in (lambda v: fb.LeakyReLU(v), lambda v: fb.ELU(v)):
+        for v in (1e300, 3e38, 1e-300):
+            probe(
+                f"{make(0.5)!r} slope {v:g} on float32",
+                lambda make=make, v=v: fb.forward(make(v), -x32),
+            )
+    for v in (1e300, 1e-300, 1e-45):
+        probe(
+            f"LayerNorm(eps={v:g}) on float32",
+            lambda v=v: fb.forward(fb.LayerNorm.init(3, eps=v), x32),
+        )
+        probe(f"Embedding.init(std={v:g})", lambda v=v: fb.Embedding.init(KEY, 3, 2, std=v))
+
+
 def main() -> None:
     start = time.perf_counter()
     for part in (
@@ -1891,6 +1943,7 @@ def main() -> None:
         sweep_optim,
         sweep_initializers_and_data,
         sweep_training,
+        sweep_edges,
     ):
         before = sum(COUNTS.values())
         part()
