@@ -168,15 +168,14 @@ _BY_NAME = {
 def get(init: str | Initializer) -> Initializer:
     """A weight initializer by name, or ``init`` itself when it is a function (what it
     returns is then checked)."""
+    if isinstance(init, str) and init in _BY_NAME:
+        return _BY_NAME[init]
     if callable(init) and not isinstance(init, type):
         return init if init in _BY_NAME.values() else _checking(init, "initializer")
-    try:
-        return _BY_NAME[init]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown initializer {init!r}; expected one of {sorted(_BY_NAME)}, "
-            f"a scheme {sorted(SCHEMES)}, or a function (key, shape, dtype) -> array"
-        ) from None
+    raise ValueError(
+        f"unknown initializer {init!r}; expected one of {sorted(_BY_NAME)}, "
+        f"a scheme {sorted(SCHEMES)}, or a function (key, shape, dtype) -> array"
+    )
 
 
 # --- biases -------------------------------------------------------------------------------------
@@ -212,15 +211,14 @@ SCHEMES: dict[str, tuple[str, str]] = {
 def get_bias(init: str | BiasInitializer) -> BiasInitializer:
     """A bias initializer by name (``"zeros"``, ``"torch_bias"``), or ``init`` if a function
     (what it returns is then checked)."""
+    if isinstance(init, str) and init in _BIAS_BY_NAME:
+        return _BIAS_BY_NAME[init]
     if callable(init) and not isinstance(init, type):
         return init if init in _BIAS_BY_NAME.values() else _checking(init, "bias initializer")
-    try:
-        return _BIAS_BY_NAME[init]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bias initializer {init!r}; expected one of {sorted(_BIAS_BY_NAME)} "
-            "or a function (key, shape, dtype, fan_in) -> array"
-        ) from None
+    raise ValueError(
+        f"unknown bias initializer {init!r}; expected one of {sorted(_BIAS_BY_NAME)} "
+        "or a function (key, shape, dtype, fan_in) -> array"
+    )
 
 
 def resolve(

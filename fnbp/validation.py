@@ -432,7 +432,7 @@ def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:
     DTypeError naming them: a record may hold booleans (as a mask tree), a
     computing layer may not."""
     for name, a in arrays.items():
-        if type(a) is not np.ndarray:
+        if not isinstance(a, np.ndarray):
             raise StructureError(f"{owner} needs {name} to be an array, got {_show(a)}")
     dtypes = {a.dtype for a in arrays.values()}
     if len(dtypes) != 1 or not dtypes <= set(FLOATS):

@@ -225,13 +225,13 @@ def test_what_a_custom_initializer_returns_is_checked():
         fb.Dense.init(KEY, 3, 4, init=lambda k, s, d: np.ones((2, 2), d))
     with pytest.raises(fb.DTypeError, match="returned dtype float64 for float32"):
         fb.Dense.init(KEY, 3, 4, init=lambda k, s, d: np.ones(s))
-    with pytest.raises(fb.ShapeError, match="bias initializer .* returned shape"):
+    with pytest.raises(fb.ShapeError, match=r"bias initializer .* returned shape"):
         fb.Dense.init(KEY, 3, 4, bias_init=lambda k, s, d, fan_in: np.ones(2, d))
 
 
 @pytest.mark.parametrize("call", [initializers.zeros, initializers.torch_bias])
 def test_bias_initializers_check_their_arguments(call):
-    with pytest.raises((ValueError, TypeError), match="shape must be a shape|dtype must be"):
+    with pytest.raises((ValueError, TypeError), match=r"shape must be a shape|dtype must be"):
         call(KEY, (), np.float32)
     with pytest.raises(fb.DTypeError, match="dtype must be float32 or float64"):
         call(KEY, (3,), np.float16)
