@@ -330,17 +330,17 @@ def dtype_of(params: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def as_input(x: Tree, owner: str = "input") -> Tree:
+def as_input(x: Tree, owner: str = "input", name: str = "input") -> Tree:
     """``x`` as a tree of real numeric arrays: tuples, dicts and records are nodes,
     anything else (a list of rows, a number) one array. A DTypeError names the leaf."""
     if type(x) is np.ndarray or type(x) is list or tree.is_leaf(x):
-        return validation.numeric(x, owner)
+        return validation.numeric(x, owner, name)
     if x is None:
         return None
     kids = []
     for key, child in tree.children(x):
         try:
-            kids.append(None if child is None else as_input(child, owner))
+            kids.append(None if child is None else as_input(child, owner, name))
         except LocatedError as e:
             raise e.within(tree.path(x, key)) from None
     return tree.rebuild(x, kids)
@@ -362,7 +362,7 @@ def check_cotangent(g_y: Tree, y: Tree, owner: str) -> Tree:
 
     if type(y) is np.ndarray and type(g_y) is np.ndarray:
         return cast(y, g_y)
-    g_y = as_input(g_y, owner)
+    g_y = as_input(g_y, owner, "g_y")
     try:
         return tree.map(cast, y, g_y)
     except StructureError as e:
