@@ -477,8 +477,11 @@ def fit(
     whole TrainState in ``history.train_state``. ``history`` is the History of
     the run being resumed; its rows come first.
 
-    A NaN or inf loss or parameter, or a NaN monitored value, raises
-    :class:`~fnbp.DivergenceError`, which carries the last good state.
+    Training or validation data holding a NaN or inf is a ``ValueError`` before
+    the first step (a batch from ``data=`` when its loss turns NaN), and so is
+    empty data: that is the data's fault, not the learning rate's. A NaN or inf
+    loss or parameter, an optimizer's moments overflowing, or a NaN monitored
+    value raises :class:`~fnbp.DivergenceError`, which carries the last good state.
     ``progress`` shows a tqdm bar (if installed); ``"auto"``: on a terminal.
     """
     optimizer = _check_optimizer(optimizer, "fit")
