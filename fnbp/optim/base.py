@@ -35,7 +35,7 @@ import attrs
 import numpy as np
 
 from .. import tree, validation
-from ..errors import DTypeError, ShapeError, StructureError
+from ..errors import DTypeError, LocatedError, ShapeError, StructureError
 from ..record import frozen, static
 from . import _leaf
 
@@ -179,7 +179,10 @@ def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
             where = tree.leaves_with_paths(params)[i][0]
             raise DTypeError(f"params must be float32 or float64 arrays, got {p.dtype}", where)
         if o.dtype not in validation.FLOAT_SET:
-            os[i] = validation.floating(o, "optimizer", what)
+            try:
+                os[i] = validation.floating(o, "optimizer", what)
+            except LocatedError as e:
+                raise e.within(tree.leaves_with_paths(params)[i][0]) from None
     return ps, os
 
 
