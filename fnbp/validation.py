@@ -151,6 +151,7 @@ def check_real(
         expected = "a finite real number" + _interval(low, high, low_open, high_open)
         raise fail(owner, name, expected, value)
     if v and not _FLOAT32_TINY <= abs(v) <= _FLOAT32_MAX:
+        expected = "a finite real number" + _interval(low, high, low_open, high_open)
         held = f"0 or a magnitude in [{_FLOAT32_TINY:.3g}, {_FLOAT32_MAX:.3g}]"
         raise fail(owner, name, f"{expected} that float32 can hold ({held})", value)
     return v
