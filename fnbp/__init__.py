@@ -136,7 +136,7 @@ from .optim import update
 from .record import frozen, param, readonly, replace, static
 from .testing import GradientCheckError
 from .traces import LayerTrace, Summary, Trace, diagnostics, summary, trace
-from .train import FUSIONS, TrainState, batches, train_step, value_and_grad
+from .train import FUSIONS, TrainState, batches, fused_loss, train_step, value_and_grad
 
 __all__ = [
     "Attention",
@@ -156,6 +156,7 @@ __all__ = [
     "summary",
     "trace",
     "FUSIONS",
+    "fused_loss",
     "GradientCheckError",
     "PlainLayer",
     "StatefulLayer",

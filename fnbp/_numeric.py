@@ -38,6 +38,27 @@ def exp_cut(a: np.ndarray) -> np.ndarray:
     return np.exp(a, out=out, where=~(a < cutoff))  # NaN stays NaN
 
 
+_SAFE_MAX = {np.dtype(t): float(np.spacing(np.finfo(t).max / 2)) for t in (np.float32, np.float64)}
+"""Half an ulp of each dtype's largest number: a row maximum below it keeps
+``x - max`` in range for every ``x >= -finfo.max``."""
+
+
+def shifted(x: np.ndarray) -> np.ndarray:
+    """``x - max(x)`` along the last axis, in a new array, never overflowing.
+
+    The difference can only exceed the dtype's range when a row holds both a
+    value near ``-max`` and a maximum above half an ulp of ``max``
+    (``2e31`` in float32): then it is taken quietly and clipped at ``-max``,
+    whose ``exp`` is 0 all the same (so a 0 target times it stays 0, not NaN).
+    """
+    m = x.max(axis=-1, keepdims=True)
+    if m.size == 0 or m.max() < _SAFE_MAX[x.dtype]:
+        return np.subtract(x, m)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = np.subtract(x, m)
+    return np.maximum(s, -np.finfo(x.dtype).max, out=s)  # NaN stays NaN
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` in a new array, accurate to full relative precision in both tails.
 
@@ -125,7 +146,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
     below it (the dtype's minimum in a masked attention row) give exactly 0
     through :func:`exp_cut`, without an underflow signal.
     """
-    y = exp_cut(np.subtract(x, x.max(axis=-1, keepdims=True)))
+    y = exp_cut(shifted(x))
     y /= row_sums(y)
     return y
 

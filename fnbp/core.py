@@ -91,6 +91,7 @@ __all__ = [
     "call",
     "OBSERVER",
     "Observer",
+    "context",
 ]
 
 Tree: TypeAlias = Any
@@ -179,8 +180,11 @@ def vjp_ctx(
 
     A plain layer runs its ``vjp`` and keeps its state (``ctx.state``); ``own``
     hands ``x`` over to a layer that works in place (see the module docstring).
+    Anything else (a class, a function, None) is a StructureError.
     """
     method = getattr(layer, "vjp_ctx", None)
+    if isinstance(layer, type) or (method is None and not hasattr(layer, "vjp")):
+        check_layer(layer, "fnbp", "the network")
     if method is None:
         y, pullback = layer.vjp(x, need_g_x, own=True) if own else layer.vjp(x, need_g_x)
         return y, pullback, ctx.state
@@ -380,17 +384,17 @@ def dtype_of(params: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def as_input(x: Tree, owner: str = "input") -> Tree:
+def as_input(x: Tree, owner: str = "input", name: str = "input") -> Tree:
     """``x`` as a tree of real numeric arrays: tuples, dicts and records are nodes,
     anything else (a list of rows, a number) one array. A DTypeError names the leaf."""
     if type(x) is np.ndarray or type(x) is list or tree.is_leaf(x):
-        return validation.numeric(x, owner)
+        return validation.numeric(x, owner, name)
     if x is None:
         return None
     kids = []
     for key, child in tree.children(x):
         try:
-            kids.append(None if child is None else as_input(child, owner))
+            kids.append(None if child is None else as_input(child, owner, name))
         except LocatedError as e:
             raise e.within(tree.path(x, key)) from None
     return tree.rebuild(x, kids)
@@ -412,17 +416,22 @@ def check_cotangent(g_y: Tree, y: Tree, owner: str) -> Tree:
 
     if type(y) is np.ndarray and type(g_y) is np.ndarray:
         return cast(y, g_y)
-    g_y = as_input(g_y, owner)
+    g_y = as_input(g_y, owner, "g_y")
     try:
         return tree.map(cast, y, g_y)
     except StructureError as e:
         raise StructureError(f"{owner}: g_y does not have the output's structure: {e}") from None
 
 
-def _context(train: bool, key: random.Key | None, state: Any) -> Context:
+def context(owner: str, train: Any, key: Any, state: Any) -> Context:
+    """The :class:`Context` of a public call (``forward``, ``value_and_grad``...), its
+    arguments checked: ``train`` a bool, ``key`` an fnbp key or None."""
+    train = validation.check_bool(owner, "train", train)
+    if key is not None and not isinstance(key, random.Key):
+        raise validation.fail(owner, "key", "an fnbp key (fb.random.key(seed)) or None", key)
     if key is None and state is None:
         return _TRAINING if train else _INFERENCE
-    return Context(validation.check_bool("fnbp", "train", train), key, state)
+    return Context(train, key, state)
 
 
 def forward(
@@ -441,7 +450,8 @@ def forward(
     layers such as Dropout use ``key``; with ``state=`` it returns
     ``(y, new_state)``.
     """
-    y, _, new_state = vjp_ctx(net, as_input(x), False, _context(train, key, state))
+    ctx = context("forward", train, key, state)
+    y, _, new_state = vjp_ctx(net, as_input(x, "forward"), False, ctx)
     return y if state is None else (y, new_state)
 
 
@@ -462,7 +472,8 @@ def vjp(
     ``g_y`` against ``y`` (structure and shapes) and casts it to ``y``'s dtype.
     With ``state=`` it returns ``(y, pullback, new_state)``.
     """
-    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+    ctx = context("vjp", train, key, state)
+    y, pullback, new_state = vjp_ctx(net, as_input(x, "vjp"), need_g_x, ctx)
 
     def checked(g_y: Tree) -> tuple[Tree, Any]:
         return pullback(check_cotangent(g_y, y, "pullback"))
@@ -487,6 +498,7 @@ def backward(
     output's dtype. ``train``, ``key`` and ``state`` are as for :func:`vjp`;
     with ``state=`` it returns ``(g_x, grads, new_state)``.
     """
-    y, pullback, new_state = vjp_ctx(net, as_input(x), need_g_x, _context(train, key, state))
+    ctx = context("backward", train, key, state)
+    y, pullback, new_state = vjp_ctx(net, as_input(x, "backward"), need_g_x, ctx)
     g_x, grads = pullback(check_cotangent(g_y, y, "backward"))
     return (g_x, grads) if state is None else (g_x, grads, new_state)

@@ -28,7 +28,16 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import random
 from .errors import DTypeError
-from .validation import check_int, check_real, check_size, fail, float_dtype
+from .validation import (
+    check_callable,
+    check_finite,
+    check_int,
+    check_real,
+    check_size,
+    fail,
+    float_dtype,
+    numeric,
+)
 
 __all__ = [
     "and_gate",
@@ -58,6 +67,27 @@ def _interval(owner: str, pair: object, what: str) -> tuple[float, float]:
     if not low < high:
         raise fail(owner, what, "a pair with low < high", pair)
     return low, high
+
+
+def _count(owner: str, n: object, width: int = 2) -> int:
+    """A number of samples ``>= 1`` whose ``(n, width)`` points fit :data:`MAX_ELEMENTS`."""
+    n = check_int(owner, "n", n, low=1)
+    check_size(owner, f"{n:,} samples", n * width)
+    return n
+
+
+def _classes(owner: str, name: str, k: object, n: int) -> int:
+    """A number of classes in ``[1, n]``: every class gets at least one point."""
+    return check_int(owner, name, k, low=1, high=n)
+
+
+def _floats(owner: str, name: str, value: object) -> np.ndarray:
+    """``value`` (a number, a list, nested tuples) as a finite float64 array."""
+    try:
+        a = np.asarray(value)
+    except ValueError:
+        raise fail(owner, name, "a rectangular array of numbers", value) from None
+    return check_finite(owner, name, numeric(a, owner, name).astype(np.float64))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -137,7 +167,7 @@ def and_float(
     ((100, 2), (100, 1), True)
     """
     n, noise, dt = (
-        check_int("and_float", "n", n, low=1),
+        _count("and_float", n),
         check_real("and_float", "noise", noise, low=0.0),
         float_dtype("and_float", dtype),
     )
@@ -169,7 +199,7 @@ def two_moons(
     ((101, 2), dtype('float64'), dtype('int64'), 50, 51)
     """
     n, noise, dt = (
-        check_int("two_moons", "n", n, low=1),
+        _count("two_moons", n),
         check_real("two_moons", "noise", noise, low=0.0),
         float_dtype("two_moons", dtype),
     )
@@ -207,8 +237,8 @@ def spirals(
     ((300, 2), dtype('int64'), [0, 1, 2])
     """
     n, n_classes = (
-        check_int("spirals", "n", n, low=1),
-        check_int("spirals", "n_classes", n_classes, low=1),
+        _count("spirals", n),
+        _classes("spirals", "n_classes", n_classes, n),
     )
     noise, dt = check_real("spirals", "noise", noise, low=0.0), float_dtype("spirals", dtype)
     turns = check_real("spirals", "turns", turns)
@@ -224,22 +254,25 @@ def spirals(
 
 
 def _centers(
-    key: random.Key, centers: int | ArrayLike, n_features: int | None, box: tuple[float, float]
+    key: random.Key,
+    centers: int | ArrayLike,
+    n_features: int | None,
+    box: tuple[float, float],
+    n: int,
 ) -> np.ndarray:
     """The (k, d) centre array: given, or ``k`` drawn uniformly in ``box``^d."""
     if isinstance(centers, numbers.Integral) and not isinstance(centers, (bool, np.bool_)):
         d = 2 if n_features is None else check_int("blobs", "n_features", n_features, low=1)
         low, high = _interval("blobs", box, "box")
-        return random.uniform(key, (check_int("blobs", "centers", centers, low=1), d), low, high)
-    c = np.array(centers, dtype=np.float64)
+        return random.uniform(key, (_classes("blobs", "centers", centers, n), d), low, high)
+    c = _floats("blobs", "centers", centers)
     if c.ndim != 2 or c.size == 0:
         raise ValueError(
             f"centers must be a count or a non-empty (k, d) array, got shape {c.shape}"
         )
     if n_features is not None and check_int("blobs", "n_features", n_features, low=1) != c.shape[1]:
         raise ValueError(f"n_features={n_features} but centers has shape {c.shape}")
-    if not np.isfinite(c).all():
-        raise ValueError("centers must be finite")
+    _classes("blobs", "the number of centres", len(c), n)
     return c
 
 
@@ -247,10 +280,10 @@ def _stds(std: float | ArrayLike, k: int) -> np.ndarray:
     """One standard deviation per centre, all finite and >= 0."""
     if np.ndim(std) == 0:
         return np.full(k, check_real("blobs", "std", std, low=0.0))
-    s = np.array(std, dtype=np.float64)
+    s = _floats("blobs", "std", std)
     if s.shape != (k,):
         raise ValueError(f"std must be a number or one per centre, shape ({k},); got {s.shape}")
-    if not (np.isfinite(s).all() and (s >= 0).all()):
+    if not (s >= 0).all():
         raise ValueError(f"std must be finite and >= 0, got {s}")
     return s
 
@@ -279,9 +312,9 @@ def blobs(
     >>> x.shape, [int((labels == c).sum()) for c in (0, 1)]
     ((90, 2), [45, 45])
     """
-    n, dt = check_int("blobs", "n", n, low=1), float_dtype("blobs", dtype)
+    n, dt = _count("blobs", n), float_dtype("blobs", dtype)
     k_centers, k_noise, k_perm = random.split(key, 3)
-    c = _centers(k_centers, centers, n_features, box)
+    c = _centers(k_centers, centers, n_features, box, n)
     s = _stds(std, len(c))
     labels = _grouped_labels(_class_sizes(n, len(c)))
     x = c[labels] + s[labels, None] * random.normal(k_noise, (n, c.shape[1]))
@@ -313,13 +346,12 @@ def regression_1d(
     ((50, 1), (50, 1), True)
     """
     n, noise, dt = (
-        check_int("regression_1d", "n", n, low=1),
+        _count("regression_1d", n),
         check_real("regression_1d", "noise", noise, low=0.0),
         float_dtype("regression_1d", dtype),
     )
     low, high = _interval("regression_1d", x_range, "x_range")
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    check_callable("regression_1d", "fn", fn, "a function of x", n_args=1)
     k_x, k_noise = random.split(key)
     x = random.uniform(k_x, (n, 1), low, high).astype(dt, copy=False)
     f = np.asarray(fn(x))
@@ -409,4 +441,6 @@ def one_hot(
             f"label {bad.flat[0]} is out of range for n_classes={k}: labels must lie in [0, {k})"
         )
     check_size("one_hot", f"a one-hot array of {lab.size} labels x {k} classes", lab.size * k)
-    return (lab[..., None] == np.arange(k)).astype(dt)
+    out = np.zeros((*lab.shape, k), dt)
+    np.put_along_axis(out, lab[..., None].astype(np.intp), 1.0, axis=-1)
+    return out

@@ -23,17 +23,18 @@ import attrs
 import numpy as np
 
 from . import random, tree
-from .core import Context, as_input, dtype_of, vjp_ctx
-from .errors import DivergenceError, ShapeError
+from .core import Context, as_input, check_layer, dtype_of, vjp_ctx
+from .errors import DivergenceError, LocatedError, ShapeError, StructureError
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .optim import Optimizer
 from .record import frozen
-from .train import Metric, TrainState, batches, train_step
+from .train import Metric, TrainState, batches, fused_loss, train_step
 from .validation import (
     check_bool,
     check_callable,
     check_choice,
+    check_finite,
     check_int,
     check_loss,
     check_optimizer,
@@ -101,7 +102,7 @@ def _metric_fns(metrics: Any, loss: Loss, owner: str) -> dict[str, Metric]:
     """Resolve metric names; ``"accuracy"`` thresholds logits at 0, probabilities at 0.5."""
     if isinstance(metrics, Mapping):
         for name, fn in metrics.items():
-            check_callable(owner, f"metrics[{name!r}]", fn, "a function (pred, target)")
+            check_callable(owner, f"metrics[{name!r}]", fn, "a function (pred, target)", n_args=2)
         return dict(metrics)
     metrics = check_sequence(owner, "metrics", metrics, "metric names")
     threshold = 0.0 if isinstance(loss, SigmoidBinaryCrossEntropy | SoftmaxCrossEntropy) else 0.5
@@ -112,16 +113,25 @@ def _metric_fns(metrics: Any, loss: Loss, owner: str) -> dict[str, Metric]:
     return {m: known[m] for m in metrics}
 
 
+def _x_name(path: str) -> str:
+    """``x``, ``x[0]`` or ``x['ids']``: how an input leaf is named in a message."""
+    return "x" + (path if not path or path.startswith("[") else "." + path)
+
+
 def _as_data(net: Any, x: Any, y: Any, owner: str) -> tuple[Any, np.ndarray]:
     """Cast float inputs once to the network's dtype (integer ids and truth tables are
     left to the first layer); check x and y have one length."""
     x = as_input(x, owner)
     dtype = dtype_of(net)
     x = tree.map(lambda a: a.astype(dtype, copy=False) if a.dtype.kind == "f" else a, x)
-    y = numeric(y, owner, "targets")
+    for path, a in tree.leaves_with_paths(x):
+        check_finite(owner, _x_name(path), a)
+    y = check_finite(owner, "the targets", numeric(y, owner, "targets"))
     n = _length(x, owner)
     if y.ndim == 0 or len(y) != n:
         raise ShapeError(f"{owner}: {n} inputs but targets of shape {y.shape}")
+    if n == 0:
+        raise ValueError(f"{owner}: the data is empty (a mean over no samples is undefined)")
     return x, y
 
 
@@ -253,6 +263,8 @@ def _epoch_batches(run: _Run, x: Any, y: Any, epoch: int) -> Iterator[tuple[Any,
     or as the user's ``data`` gives them."""
     if run.data is not None:
         source = run.data(epoch) if callable(run.data) else run.data
+        if not isinstance(source, Iterable) or isinstance(source, str | bytes):
+            raise fail("fit", "data", "an iterable of (x, y) pairs (data(epoch) gave none)", source)
         count = 0
         for item in source:
             if type(item) is not tuple or len(item) != 2:
@@ -286,6 +298,15 @@ def _diverged(epoch: int, step: int, what: str, good: TrainState) -> DivergenceE
     )
 
 
+def _check_batch(xb: Any, yb: Any, epoch: int, step: int) -> None:
+    """A ValueError if the minibatch itself holds a NaN or inf (from ``data=``, which is
+    not checked ahead): then the data is to blame, not the learning rate."""
+    where = f"fit: the batch of epoch {epoch}, step {step}"
+    for path, a in tree.leaves_with_paths(xb):
+        check_finite(where, _x_name(path), a)
+    check_finite(where, "the targets", numeric(yb, where, "targets"))
+
+
 class _Loop:
     """The updates of a run, and the running sums of the current round."""
 
@@ -310,13 +331,22 @@ class _Loop:
             yield ts, True
 
     def step(self, ts: TrainState, xb: Any, yb: Any, key: random.Key | None) -> TrainState:
-        with np.errstate(all="ignore"):  # a NaN or inf is caught below, with advice
-            new, value, pred = train_step(ts, self.run.loss, self.run.optimizer, xb, yb, key=key)
+        epoch, i = int(ts.epoch), int(ts.epoch_step)
+        try:
+            with np.errstate(all="ignore"):  # a NaN or inf is caught below, with advice
+                new, value, pred = train_step(
+                    ts, self.run.loss, self.run.optimizer, xb, yb, key=key
+                )
+        except DivergenceError as e:  # an optimizer's moments overflowed
+            raise _diverged(epoch, i, f"an update ({e})", self.good or ts) from None
         if not math.isfinite(value):
-            raise _diverged(int(ts.epoch), int(ts.epoch_step), "the loss", self.good or ts)
+            _check_batch(xb, yb, epoch, i)
+            raise _diverged(epoch, i, "the loss", self.good or ts)
         self.good = ts
         n = _length(xb, "fit")
         self.sums["loss"] = self.sums.get("loss", 0.0) + float(value) * n
+        if self.run.metrics and fused_loss(ts.params, self.run.loss) is not None:
+            pred = ts.params.layers[-1].forward(pred)  # train_step gave the fused loss's input
         for name, fn in self.run.metrics.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(fn(pred, yb)) * n
         self.seen += n
@@ -339,6 +369,8 @@ def _finite_params(ts: TrainState) -> bool:
 
 def _progress(enabled: bool | str, total: int | None) -> Any:
     """A tqdm bar over rounds when wanted and installed (the ``examples`` extra)."""
+    if not (enabled == "auto" or isinstance(enabled, bool)):
+        raise fail("fit", "progress", "True, False or 'auto'", enabled)
     if enabled == "auto":
         enabled = (total or 0) >= 20 and sys.stderr.isatty()
     if not enabled:
@@ -443,13 +475,16 @@ def fit(
     whole TrainState in ``history.train_state``. ``history`` is the History of
     the run being resumed; its rows come first.
 
-    A NaN or inf loss or parameter, or a NaN monitored value, raises
-    :class:`~fnbp.DivergenceError`, which carries the last good state.
+    Training or validation data holding a NaN or inf is a ``ValueError`` before
+    the first step (a batch from ``data=`` when its loss turns NaN), and so is
+    empty data: that is the data's fault, not the learning rate's. A NaN or inf
+    loss or parameter, an optimizer's moments overflowing, or a NaN monitored
+    value raises :class:`~fnbp.DivergenceError`, which carries the last good state.
     ``progress`` shows a tqdm bar (if installed); ``"auto"``: on a terminal.
     """
     optimizer = check_optimizer("fit", optimizer)
     loss = check_loss("fit", loss)
-    ts = init if isinstance(init, TrainState) else TrainState.create(init, optimizer)
+    ts = _resumed(init, optimizer)
     budget = _Budget(
         None if epochs is None else check_int("fit", "epochs", epochs, low=0),
         None if steps is None else check_int("fit", "steps", steps, low=0),
@@ -496,8 +531,25 @@ class _Budget:
 def _check_callbacks(callbacks: Any) -> tuple:
     callbacks = check_sequence("fit", "callbacks", callbacks, "functions (train_state, logs)")
     for i, cb in enumerate(callbacks):
-        check_callable("fit", f"callbacks[{i}]", cb, "a function (train_state, logs)")
+        check_callable("fit", f"callbacks[{i}]", cb, "a function (train_state, logs)", n_args=2)
     return callbacks
+
+
+def _resumed(init: Any, optimizer: Optimizer) -> TrainState:
+    """The TrainState to start from: ``init`` itself, whose optimizer state must have the
+    structure ``optimizer.init`` gives (the same optimizer), or a new one for a network."""
+    if not isinstance(init, TrainState):
+        check_layer(init, "fit", "init")
+        return TrainState.create(init, optimizer)
+    check_layer(init.params, "fit", "init.params")
+    try:
+        tree.assert_same_structure(optimizer.init(init.params), init.opt_state)
+    except LocatedError as e:
+        raise StructureError(
+            f"fit: init is a TrainState whose opt_state was not made by optimizer= "
+            f"(resume with the optimizer it was made with): {e}"
+        ) from None
+    return init
 
 
 def _setup(
@@ -522,8 +574,6 @@ def _setup(
         batch_size = check_int("fit", "batch_size", batch_size, low=1)
         x, y = _as_data(ts.params, x, y, "fit")
         n = _length(x, "fit")
-        if n == 0:
-            raise ValueError("fit: the training data is empty")
         if drop_last and batch_size > n:
             raise ValueError(f"fit: batch_size {batch_size} > {n} samples with drop_last: no batch")
     elif x is not None or y is not None:

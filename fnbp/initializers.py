@@ -35,13 +35,16 @@ same numbers (fnbp's random streams are its own). See :func:`resolve`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from . import random
+from . import random, validation
+from .errors import DTypeError, ShapeError
 
 __all__ = [
     "glorot_uniform",
@@ -72,6 +75,31 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return fan_in * receptive, shape[-1] * receptive
 
 
+def _checked(owner: str, key: Any, shape: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` checked: a key, at least one axis of sizes >= 1, float32 or float64."""
+    if not isinstance(key, random.Key):
+        raise validation.fail(owner, "key", "an fnbp key (fb.random.key(seed))", key)
+    shape = validation.check_dims(owner, "shape", shape, low=1, min_ndim=1)
+    return shape, validation.float_dtype(owner, dtype)
+
+
+def _checking(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``fn``, a function of the caller's own, with what it returns checked: an array of
+    the shape and dtype it was asked for (a ShapeError or DTypeError naming it)."""
+
+    @functools.wraps(fn)
+    def checked(key: random.Key, shape: tuple[int, ...], dtype: Any, *rest: Any) -> Any:
+        w = fn(key, shape, dtype, *rest)
+        got = np.asarray(w)
+        if got.shape != tuple(shape):
+            raise ShapeError(f"{what} {fn!r:.60} returned shape {got.shape} for {tuple(shape)}")
+        if got.dtype != np.dtype(dtype):
+            raise DTypeError(f"{what} {fn!r:.60} returned dtype {got.dtype} for {np.dtype(dtype)}")
+        return w
+
+    return checked
+
+
 def _uniform(key: random.Key, shape: tuple[int, ...], dtype: DTypeLike, limit: float) -> np.ndarray:
     return random.uniform(key, shape, -limit, limit, dtype=dtype)
 
@@ -86,6 +114,7 @@ def glorot_uniform(
     key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """Glorot/Xavier uniform: U(-a, a) with ``a = sqrt(6 / (fan_in + fan_out))``."""
+    shape, dtype = _checked("glorot_uniform", key, shape, dtype)
     fan_in, fan_out = fans(shape)
     return _uniform(key, shape, dtype, math.sqrt(6.0 / (fan_in + fan_out)))
 
@@ -94,6 +123,7 @@ def glorot_normal(
     key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out))."""
+    shape, dtype = _checked("glorot_normal", key, shape, dtype)
     fan_in, fan_out = fans(shape)
     return _normal(key, shape, dtype, math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -102,11 +132,13 @@ def he_uniform(
     key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """He/Kaiming uniform: U(-a, a) with ``a = sqrt(6 / fan_in)``."""
+    shape, dtype = _checked("he_uniform", key, shape, dtype)
     return _uniform(key, shape, dtype, math.sqrt(6.0 / fans(shape)[0]))
 
 
 def he_normal(key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32) -> np.ndarray:
     """He/Kaiming normal: N(0, 2 / fan_in)."""
+    shape, dtype = _checked("he_normal", key, shape, dtype)
     return _normal(key, shape, dtype, math.sqrt(2.0 / fans(shape)[0]))
 
 
@@ -115,6 +147,7 @@ def torch_uniform(
 ) -> np.ndarray:
     """PyTorch's default weight: U(-a, a) with ``a = 1 / sqrt(fan_in)``
     (``kaiming_uniform_(w, a=sqrt(5))`` of ``nn.Linear`` and ``nn.Conv*d``)."""
+    shape, dtype = _checked("torch_uniform", key, shape, dtype)
     return _uniform(key, shape, dtype, 1.0 / math.sqrt(fans(shape)[0]))
 
 
@@ -122,6 +155,7 @@ def small_normal(
     key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """The notebook's initializer: ``0.01 * N(0, 1)``."""
+    shape, dtype = _checked("small_normal", key, shape, dtype)
     return _normal(key, shape, dtype, 0.01)
 
 
@@ -132,16 +166,16 @@ _BY_NAME = {
 
 
 def get(init: str | Initializer) -> Initializer:
-    """A weight initializer by name, or ``init`` itself when it is callable."""
-    if callable(init):
-        return init
-    try:
+    """A weight initializer by name, or ``init`` itself when it is a function (what it
+    returns is then checked)."""
+    if isinstance(init, str) and init in _BY_NAME:
         return _BY_NAME[init]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown initializer {init!r}; expected one of {sorted(_BY_NAME)}, "
-            f"a scheme {sorted(SCHEMES)}, or a function (key, shape, dtype) -> array"
-        ) from None
+    if callable(init) and not isinstance(init, type):
+        return init if init in _BY_NAME.values() else _checking(init, "initializer")
+    raise ValueError(
+        f"unknown initializer {init!r}; expected one of {sorted(_BY_NAME)}, "
+        f"a scheme {sorted(SCHEMES)}, or a function (key, shape, dtype) -> array"
+    )
 
 
 # --- biases -------------------------------------------------------------------------------------
@@ -151,7 +185,8 @@ def zeros(
     key: random.Key, shape: tuple[int, ...], dtype: DTypeLike = np.float32, fan_in: int = 1
 ) -> np.ndarray:
     """A zero bias: Keras's default (and fnbp's); ``key`` and ``fan_in`` are not used."""
-    return np.zeros(shape, dtype)
+    shape = validation.check_dims("zeros", "shape", shape, min_ndim=1)
+    return np.zeros(shape, validation.float_dtype("zeros", dtype))
 
 
 def torch_bias(
@@ -159,6 +194,8 @@ def torch_bias(
 ) -> np.ndarray:
     """PyTorch's default bias: U(-a, a) with ``a = 1 / sqrt(fan_in)``, ``fan_in`` the
     weight's (``nn.Linear`` and ``nn.Conv*d``'s ``reset_parameters``)."""
+    shape, dtype = _checked("torch_bias", key, shape, dtype)
+    fan_in = validation.check_int("torch_bias", "fan_in", fan_in, low=1)
     return _uniform(key, shape, dtype, 1.0 / math.sqrt(fan_in))
 
 
@@ -172,16 +209,16 @@ SCHEMES: dict[str, tuple[str, str]] = {
 
 
 def get_bias(init: str | BiasInitializer) -> BiasInitializer:
-    """A bias initializer by name (``"zeros"``, ``"torch_bias"``), or ``init`` if callable."""
-    if callable(init):
-        return init
-    try:
+    """A bias initializer by name (``"zeros"``, ``"torch_bias"``), or ``init`` if a function
+    (what it returns is then checked)."""
+    if isinstance(init, str) and init in _BIAS_BY_NAME:
         return _BIAS_BY_NAME[init]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bias initializer {init!r}; expected one of {sorted(_BIAS_BY_NAME)} "
-            "or a function (key, shape, dtype, fan_in) -> array"
-        ) from None
+    if callable(init) and not isinstance(init, type):
+        return init if init in _BIAS_BY_NAME.values() else _checking(init, "bias initializer")
+    raise ValueError(
+        f"unknown bias initializer {init!r}; expected one of {sorted(_BIAS_BY_NAME)} "
+        "or a function (key, shape, dtype, fan_in) -> array"
+    )
 
 
 def resolve(

@@ -8,7 +8,11 @@ dtype; a boolean or integer target (the notebook's truth table) is fine.
 
 Predictions are float32 or float64 (booleans and integers are taken as
 float64); an empty batch, or a prediction or target outside the loss's
-domain, is a ``ValueError`` that says what to use instead.
+domain, is a ``ValueError`` that says what to use instead. A target with a
+NaN or inf is refused (a ``ValueError`` saying where); a NaN or inf in the
+*prediction* goes through into the value, so that ``fit`` sees the run
+diverge (probability-space cross-entropy clips an infinite logit's
+probability to ``[eps, 1 - eps]``, as it clips every probability).
 
 >>> import numpy as np, fnbp as fb
 >>> value, g = fb.mse.value_and_grad(np.array([[1.0], [3.0]]), np.array([[0.0], [1.0]]))
@@ -18,13 +22,14 @@ domain, is a ``ValueError`` that says what to use instead.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import numpy as np
 
 from . import validation
-from ._numeric import exp_cut, row_sums, sigmoid, sigmoid_grad, softplus
+from ._numeric import exp_cut, row_sums, shifted, sigmoid, sigmoid_grad, softplus
 from .errors import DTypeError, ShapeError
 from .record import static
 
@@ -60,7 +65,7 @@ class Loss:
 
     def _prediction(self, pred: object) -> np.ndarray:
         p = validation.floating(pred, self.name, "prediction")
-        if p.ndim == 0 or p.shape[0] == 0:
+        if p.size == 0 or p.ndim == 0:
             raise ValueError(
                 f"{self.name}: the prediction must be a non-empty batch, got shape {p.shape} "
                 "(a mean over no samples is undefined)"
@@ -76,8 +81,22 @@ class Loss:
             )
         return p, y.astype(p.dtype, copy=False)
 
+    def _result(self, value: np.floating, g: np.ndarray, y: np.ndarray) -> tuple:
+        """``(value, g)``; a value that is not finite because the *target* is not is a
+        ValueError saying where (checked only then: the happy path pays nothing)."""
+        if not math.isfinite(value):
+            validation.check_finite(self.name, "the target", y)
+        return value, g
+
+    def _unit_targets(self, y: np.ndarray) -> None:
+        """A ValueError unless the targets are in [0, 1] (NaN and inf included)."""
+        if y.size and not (y.min() >= 0.0 and y.max() <= 1.0):
+            validation.check_finite(self.name, "the target", y)
+            self._unit_interval(y, "targets", "")
+
     def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
-        if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):  # also catches NaN
+        """A ValueError unless ``a`` is in [0, 1] (a NaN is let through: it propagates)."""
+        if a.size and (a.min() < 0.0 or a.max() > 1.0):
             raise ValueError(
                 f"{self.name}: {what} must be in [0, 1], got values from {a.min():g} to "
                 f"{a.max():g}{instead}"
@@ -103,7 +122,7 @@ class BinaryCrossEntropy(Loss):
         """``(L, dL/dpred)`` as written in the class docstring."""
         p, y = self._same_shape(pred, target)
         self._unit_interval(p, "probabilities", " (logits? use fb.sigmoid_binary_cross_entropy)")
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         return _bce(p, y)
 
 
@@ -140,7 +159,7 @@ class BinaryCrossEntropyOfSigmoid(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dz)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         p = sigmoid(z)
         q = np.subtract(1.0, p, dtype=p.dtype)
         eps = _EPS[z.dtype]
@@ -169,7 +188,7 @@ class SigmoidBinaryCrossEntropy(Loss):
     def value_and_grad(self, pred: object, target: object) -> tuple[np.floating, np.ndarray]:
         """``(L, dL/dpred)`` as written in the class docstring."""
         z, y = self._same_shape(pred, target)
-        self._unit_interval(y, "targets", "")
+        self._unit_targets(y)
         value = np.add.reduce(softplus(z) - y * z, axis=None) / z.size
         g = sigmoid(z)
         g -= y
@@ -212,13 +231,14 @@ class SoftmaxCrossEntropy(Loss):
                 f"{z.shape} (for one output per sample use fb.sigmoid_binary_cross_entropy)"
             )
         target = validation.numeric(target, self.name, "target")
-        s = np.subtract(z, z.max(axis=-1, keepdims=True))
+        s = shifted(z)
         e = exp_cut(s)
         total = row_sums(e)
         if target.shape == z.shape[:-1]:
             return self._from_labels(z, s, e, total, target)
         y = self._same_shape(z, target)[1]
-        if y.size and not y.min() >= 0.0:
+        if y.size and not (y.min() >= 0.0 and y.max() < math.inf):
+            validation.check_finite(self.name, "the target", y)
             raise ValueError(f"{self.name}: target probabilities must be >= 0, got {y.min():g}")
         n = z.size // z.shape[-1]
         mass = y.sum(axis=-1, keepdims=True)
@@ -226,7 +246,7 @@ class SoftmaxCrossEntropy(Loss):
         e *= mass / total
         e -= y
         e *= 1.0 / n
-        return z.dtype.type(value), e
+        return self._result(z.dtype.type(value), e, y)
 
     def _from_labels(
         self, z: np.ndarray, s: np.ndarray, e: np.ndarray, total: np.ndarray, labels: np.ndarray
@@ -284,7 +304,7 @@ class MeanSquaredError(Loss):
         g = np.subtract(p, y)
         value = np.vdot(g, g) / g.size
         g *= 2.0 / g.size
-        return p.dtype.type(value), g
+        return self._result(p.dtype.type(value), g, y)
 
 
 binary_cross_entropy = BinaryCrossEntropy()

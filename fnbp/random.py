@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .validation import check_int, fail, float_dtype
+from .validation import check_dims, check_int, check_real, check_size, fail, float_dtype
 
 __all__ = ["Key", "key", "split", "fold_in", "generator", "normal", "uniform", "permutation"]
 
@@ -51,10 +51,15 @@ def key(seed: int) -> Key:
     return Key(check_int("random.key", "seed", seed, low=0))
 
 
+MAX_SPLIT = 2**20
+"""The most keys one ``split`` makes (each is a Python object); for more, derive
+them one at a time with :func:`fold_in`."""
+
+
 def split(key: Key, n: int = 2) -> tuple[Key, ...]:
     """Derive ``n`` new independent keys from ``key``; ``key`` itself is unchanged."""
     k = _check_key(key, "random.split")
-    n = check_int("random.split", "n", n, low=0)
+    n = check_int("random.split", "n", n, low=0, high=MAX_SPLIT)
     return tuple(Key(k.seed, (*k.path, i)) for i in range(n))
 
 
@@ -81,6 +86,7 @@ def generator(key: Key) -> np.random.Generator:
 def normal(key: Key, shape: tuple[int, ...], dtype: DTypeLike = np.float64) -> np.ndarray:
     """Standard normal samples of ``shape`` and ``dtype`` drawn from ``key``."""
     dt: Any = float_dtype("random.normal", dtype)
+    shape = check_dims("random.normal", "shape", shape)
     return generator(key).standard_normal(shape, dtype=dt)
 
 
@@ -93,6 +99,9 @@ def uniform(
 ) -> np.ndarray:
     """Uniform samples on ``[low, high)`` of ``shape`` and ``dtype`` from ``key``."""
     dt: Any = float_dtype("random.uniform", dtype)
+    shape = check_dims("random.uniform", "shape", shape)
+    low = check_real("random.uniform", "low", low)
+    high = check_real("random.uniform", "high", high, low=low, low_open=True)
     u = generator(key).random(shape, dtype=dt)
     u *= high - low
     u += low
@@ -101,4 +110,6 @@ def uniform(
 
 def permutation(key: Key, n: int) -> np.ndarray:
     """A random permutation of ``range(n)`` drawn from ``key``."""
-    return generator(key).permutation(check_int("random.permutation", "n", n, low=0))
+    n = check_int("random.permutation", "n", n, low=0)
+    check_size("random.permutation", "the permutation", n)
+    return generator(key).permutation(n)

@@ -26,14 +26,14 @@ import attrs
 import numpy as np
 
 from . import random, validation
-from .core import Context, as_input, init_state, vjp_ctx
+from .core import Context, as_input, context, init_state, vjp_ctx
 from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
 from .optim import Optimizer, step
 from .record import frozen, param
 
-__all__ = ["FUSIONS", "TrainState", "value_and_grad", "train_step", "batches"]
+__all__ = ["FUSIONS", "TrainState", "fused_loss", "value_and_grad", "train_step", "batches"]
 
 FUSIONS: dict[tuple[type, type], Loss] = {
     (Sigmoid, BinaryCrossEntropy): binary_cross_entropy_of_sigmoid,
@@ -49,7 +49,10 @@ subtraction instead of two backward passes. The grads record is unchanged
 """
 
 
-def _fused(net: Any, loss: Loss) -> Loss | None:
+def fused_loss(net: Any, loss: Loss) -> Loss | None:
+    """The loss that takes the input of ``net``'s last layer in place of ``loss`` on its
+    output (the :data:`FUSIONS` entry for that pair), or None when no fusion applies;
+    :func:`train_step`'s ``pred`` is then that input."""
     if type(net) is Serial and net.layers:
         return FUSIONS.get((type(net.layers[-1]), type(loss)))
     return None
@@ -57,7 +60,7 @@ def _fused(net: Any, loss: Loss) -> Loss | None:
 
 def _run(net: Any, loss: Loss, x: Any, target: Any, ctx: Context) -> tuple:
     """``(value, grads, new_state, pred)``: one forward and one backward pass, no ``g_x``."""
-    fused = _fused(net, loss)
+    fused = fused_loss(net, loss)
     if fused is None:
         pred, pullback, new_state = vjp_ctx(net, as_input(x), False, ctx)
         value, g_pred = loss.value_and_grad(pred, target)
@@ -93,7 +96,8 @@ def value_and_grad(
     ``state=`` it returns ``(loss_value, grads, new_state)``.
     """
     loss = validation.check_loss("value_and_grad", loss)
-    value, grads, new_state, _ = _run(net, loss, x, target, Context(train, key, state))
+    ctx = context("value_and_grad", train, key, state)
+    value, grads, new_state, _ = _run(net, loss, x, target, ctx)
     return (value, grads) if state is None else (value, grads, new_state)
 
 
@@ -151,9 +155,16 @@ def train_step(
     if not isinstance(ts, TrainState):
         raise validation.fail("train_step", "ts", "a TrainState (fb.TrainState.create)", ts)
     loss = validation.check_loss("train_step", loss)
-    ctx = Context(True, key, ts.model_state)
+    optimizer = validation.check_optimizer("train_step", optimizer)
+    ctx = context("train_step", True, key, ts.model_state)
     value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
-    params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
+    try:
+        params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
+    except StructureError as e:
+        raise StructureError(
+            f"train_step: ts.opt_state does not fit this optimizer (a TrainState made with "
+            f"another one?): {e}"
+        ) from None
     new = TrainState(
         params,
         opt_state,
@@ -171,7 +182,9 @@ def batches(key: random.Key | None, n: int, batch_size: int, *, drop_last: bool 
     Shuffled by a permutation drawn from ``key`` (in order when ``key`` is
     None). The last partial batch is kept unless ``drop_last``.
     """
-    n = validation.check_int("batches", "n", n, low=0)
+    n = validation.check_size(
+        "batches", "the index", validation.check_int("batches", "n", n, low=0)
+    )
     batch_size = validation.check_int("batches", "batch_size", batch_size, low=1)
     order = np.arange(n) if key is None else random.permutation(key, n)
     stop = n - n % batch_size if drop_last else n

@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 
 from .errors import LocatedError, ShapeError, StructureError
+from .validation import check_callable, check_real, fail, floating, numeric
 
 __all__ = [
     "is_leaf",
@@ -188,10 +189,22 @@ def map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     ``rest`` must be trees of the same structure as ``tree``; otherwise a
     :class:`~fnbp.StructureError` names the first path where they differ.
     """
+    check_callable("tree.map", "f", f)
     return _map(f, tree, rest)
 
 
+def _too_deep() -> StructureError:
+    return StructureError("the tree is nested too deeply for Python's stack, or contains itself")
+
+
 def _map(f: Callable[..., Any], t: Any, rest: tuple) -> Any:
+    try:
+        return _map_node(f, t, rest)
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _map_node(f: Callable[..., Any], t: Any, rest: tuple) -> Any:
     """The engine of :func:`map`. It runs on every training step (``update``, the
     optimizers), so the common cases -- array leaves, records and tuples of one
     class -- take the short way; any difference goes to :func:`mismatch`."""
@@ -226,7 +239,7 @@ def _at(f: Callable[..., Any], node: Any, key: Any, child: Any, rest: tuple) -> 
     """``_map`` of one child, the others' children alongside; errors get the key's path."""
     sub = tuple([_child(o, key) for o in rest]) if rest else rest
     try:
-        return _map(f, child, sub)
+        return _map_node(f, child, sub)
     except LocatedError as e:
         raise e.within(path(node, key)) from None
 
@@ -289,13 +302,19 @@ def _walk(t: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 
 def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
     """``[(path, leaf), ...]`` in tree order, paths like ``layers[2].W``."""
-    return list(_walk(tree, ""))
+    try:
+        return list(_walk(tree, ""))
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def leaves(tree: Any) -> list[Any]:
     """The leaves of ``tree`` in tree order."""
     out: list[Any] = []
-    _collect(tree, out)
+    try:
+        _collect(tree, out)
+    except RecursionError:
+        raise _too_deep() from None
     return out
 
 
@@ -331,6 +350,8 @@ def flatten(tree: Any) -> tuple[list[Any], Any]:
 
 def unflatten(structure: Any, new_leaves: Sequence[Any]) -> Any:
     """A tree shaped like ``structure`` whose leaves are ``new_leaves``, in order."""
+    if not isinstance(new_leaves, list | tuple):
+        raise fail("tree.unflatten", "new_leaves", "a list or tuple of leaves", new_leaves)
     it = iter(new_leaves)
     try:
         out = _refill(structure, it)
@@ -376,7 +397,10 @@ def paired_leaves(a: Any, b: Any) -> tuple[list[Any], list[Any]]:
     structure (a :class:`~fnbp.StructureError` names the first path where they differ)."""
     out_a: list[Any] = []
     out_b: list[Any] = []
-    _pair(a, b, out_a, out_b)
+    try:
+        _pair(a, b, out_a, out_b)
+    except RecursionError:
+        raise _too_deep() from None
     return out_a, out_b
 
 
@@ -439,36 +463,49 @@ def assert_same_structure(a: Any, b: Any, *, shapes: bool = True) -> None:
 
 
 # --------------------------------------------------------------------------- arithmetic
+#
+# Leaves follow fnbp's dtype policy (see fnbp.validation): float32 and float64
+# keep their dtype, booleans, integers, numbers and lists are taken as float64
+# (the real numeric dtypes are kept where no arithmetic is done: zeros_like,
+# ravel, allclose), and anything else -- float16, complex, strings, objects --
+# is a DTypeError naming the leaf's path.
 
 
-def _same_shape(name: str) -> Callable[[np.ndarray, np.ndarray], None]:
-    def check(x: Any, y: Any) -> None:
-        if np.shape(x) != np.shape(y):
-            raise ShapeError(f"tree.{name}: leaf shapes {np.shape(x)} vs {np.shape(y)}")
+def _floats(name: str) -> Callable[..., tuple[np.ndarray, ...]]:
+    """The leaves of a leafwise operation as float arrays of one shape."""
+
+    def check(*xs: Any) -> tuple[np.ndarray, ...]:
+        arrays = tuple(floating(x, f"tree.{name}", "a leaf") for x in xs)
+        if len({a.shape for a in arrays}) > 1:
+            shapes = " vs ".join(str(a.shape) for a in arrays)
+            raise ShapeError(f"tree.{name}: leaf shapes {shapes}")
+        return arrays
 
     return check
 
 
 def zeros_like(tree: Any) -> Any:
     """A tree of zeros with the shapes and dtypes of ``tree``'s leaves."""
-    return _map(np.zeros_like, tree, ())
+    return _map(lambda x: np.zeros_like(numeric(x, "tree.zeros_like", "a leaf")), tree, ())
 
 
 def add(a: Any, b: Any) -> Any:
     """Leafwise ``a + b``; the trees must have one structure and leaf shapes (no broadcasting)."""
-    check = _same_shape("add")
-    return _map(lambda x, y: (check(x, y), np.add(x, y))[1], a, (b,))
+    check = _floats("add")
+    return _map(lambda x, y: np.add(*check(x, y)), a, (b,))
 
 
 def sub(a: Any, b: Any) -> Any:
     """Leafwise ``a - b``; the trees must have one structure and leaf shapes (no broadcasting)."""
-    check = _same_shape("sub")
-    return _map(lambda x, y: (check(x, y), np.subtract(x, y))[1], a, (b,))
+    check = _floats("sub")
+    return _map(lambda x, y: np.subtract(*check(x, y)), a, (b,))
 
 
 def scale(factor: float, tree: Any) -> Any:
     """Leafwise ``factor * leaf``; a Python float keeps each leaf's dtype."""
-    return _map(lambda x: x * factor, tree, ())
+    factor = check_real("tree.scale", "factor", factor)
+    check = _floats("scale")
+    return _map(lambda x: check(x)[0] * factor, tree, ())
 
 
 def vdot(a: Any, b: Any) -> float:
@@ -476,12 +513,11 @@ def vdot(a: Any, b: Any) -> float:
 
     The trees must have one structure and leaf shapes.
     """
-    check = _same_shape("vdot")
+    check = _floats("vdot")
     total: list[float] = []
 
     def dot(x: Any, y: Any) -> None:
-        check(x, y)
-        total.append(float(np.vdot(x, y)))
+        total.append(float(np.vdot(*check(x, y))))
 
     _map(dot, a, (b,))
     return float(builtins.sum(total))
@@ -493,7 +529,10 @@ def global_norm(tree: Any) -> float:
     Each leaf is scaled by its largest magnitude first, so large but finite
     leaves (1e30 in float32) do not overflow to inf.
     """
-    parts = [np.asarray(x, dtype=np.float64).ravel() for x in leaves(tree)]
+    parts = [
+        numeric(x, "tree.global_norm", f"the leaf {p}").astype(np.float64).ravel()
+        for p, x in leaves_with_paths(tree)
+    ]
     biggest = builtins.max((float(np.abs(p).max(initial=0.0)) for p in parts), default=0.0)
     if biggest == 0.0 or not np.isfinite(biggest):
         return biggest
@@ -506,7 +545,8 @@ def allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
     verdicts: list[bool] = []
 
     def close(x: Any, y: Any) -> None:
-        verdicts.append(np.shape(x) == np.shape(y) and bool(np.allclose(x, y, rtol, atol)))
+        x, y = numeric(x, "tree.allclose", "a leaf"), numeric(y, "tree.allclose", "a leaf")
+        verdicts.append(x.shape == y.shape and bool(np.allclose(x, y, rtol, atol)))
 
     try:
         _map(close, a, (b,))
@@ -521,14 +561,14 @@ def ravel(tree: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     The vector has the common dtype of the leaves; ``unravel(vector)`` gives a
     tree of ``tree``'s structure with each leaf cast back to its own dtype.
     """
-    parts = [np.asarray(x) for x in leaves(tree)]
+    parts = [numeric(x, "tree.ravel", f"the leaf {p}") for p, x in leaves_with_paths(tree)]
     dtype = np.result_type(*parts) if parts else np.float64
     flat = np.concatenate([p.ravel() for p in parts]).astype(dtype) if parts else np.zeros(0)
     sizes = [p.size for p in parts]
     offsets = np.cumsum([0, *sizes]).tolist()
 
     def unravel(vector: np.ndarray) -> Any:
-        vector = np.asarray(vector)
+        vector = numeric(vector, "unravel", "the vector")
         if vector.shape != (offsets[-1],):
             raise ShapeError(f"expected a vector of shape ({offsets[-1]},), got {vector.shape}")
         chunks = [

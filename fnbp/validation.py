@@ -18,6 +18,23 @@ nothing is promoted behind your back.
   with a :class:`~fnbp.DTypeError` that names them: float16 overflows ``exp``
   at 11 and loses the digits the gradients need; cast to float32 first.
 
+**Empty batches.** A batch of ``N = 0`` samples is data like any other for
+the layers: every layer returns an empty output of the right shape, and its
+pullback empty input gradients and zero parameter gradients (BatchNorm in
+training is the exception: it needs at least 2 values per feature, and says
+so with a :class:`~fnbp.ShapeError`). Losses and metrics refuse it with a
+``ValueError`` (a mean over no samples is undefined), and so do ``fit`` and
+``evaluate``; ``predict`` returns the empty output.
+
+**NaN and inf.** Layers compute what IEEE arithmetic says: a NaN or inf in
+the input propagates to the output (nothing is checked on that hot path).
+Losses let a NaN or inf *prediction* through into their value -- that is how
+``fit`` notices a diverging run and raises :class:`~fnbp.DivergenceError` --
+but refuse a non-finite *target* with a ``ValueError``: a target is data, and
+a NaN there would only ever give a silent NaN loss. Metrics refuse NaN
+predictions and non-finite targets; ``fit`` and ``evaluate`` refuse training
+and validation data with a NaN or inf before the first step.
+
 Hyperparameters of records are checked by the converters made here
 (:func:`real`, :func:`integer`, :func:`choice`): a record class declares a
 field ``rate: float = static(converter=real(low=0.0, high=1.0))``, and the
@@ -26,10 +43,12 @@ converter knows the class and the field it serves.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
 import reprlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -64,6 +83,8 @@ __all__ = [
     "check_params",
     "check_structure",
     "check_size",
+    "check_dims",
+    "check_finite",
     "MAX_ELEMENTS",
 ]
 
@@ -101,6 +122,10 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f" in {left}{low:g}, {high:g}{right}"
 
 
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_real(
     owner: str,
     name: str,
@@ -114,7 +139,9 @@ def check_real(
     """``value`` as a finite Python float within the bounds, else a ValueError.
 
     Booleans, strings and arrays of more than one element are refused; NaN and
-    inf always are.
+    inf always are, and so is a magnitude float32 cannot hold (above 3.4e38, or
+    nonzero below 1.2e-38): a hyperparameter meets float32 data, where it would
+    overflow to inf or be taken as 0.
     """
     ok = not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real | np.ndarray)
     if ok and isinstance(value, np.ndarray):
@@ -125,6 +152,10 @@ def check_real(
     if not (math.isfinite(v) and above and below):
         expected = "a finite real number" + _interval(low, high, low_open, high_open)
         raise fail(owner, name, expected, value)
+    if v and not _FLOAT32_TINY <= abs(v) <= _FLOAT32_MAX:
+        expected = "a finite real number" + _interval(low, high, low_open, high_open)
+        held = f"0 or a magnitude in [{_FLOAT32_TINY:.3g}, {_FLOAT32_MAX:.3g}]"
+        raise fail(owner, name, f"{expected} that float32 can hold ({held})", value)
     return v
 
 
@@ -166,10 +197,21 @@ def check_choice(owner: str, name: str, value: Any, options: Iterable[str]) -> s
     return value
 
 
-def check_callable(owner: str, name: str, value: Any, what: str = "a function") -> Any:
-    """``value`` if callable, else a ValueError."""
-    if not callable(value):
+def check_callable(
+    owner: str, name: str, value: Any, what: str = "a function", n_args: int | None = None
+) -> Any:
+    """``value`` if callable (with ``n_args`` positional arguments, when given and its
+    signature is known), else a ValueError. A class is refused: it would be
+    called to build an instance, not to compute."""
+    if not callable(value) or isinstance(value, type):
         raise fail(owner, name, what, value)
+    if n_args is not None:
+        try:
+            inspect.signature(value).bind(*(None,) * n_args)
+        except TypeError:
+            raise fail(owner, name, f"{what}, taking {n_args} argument(s)", value) from None
+        except ValueError:  # no signature to read (some builtins): take it on trust
+            pass
     return value
 
 
@@ -183,11 +225,13 @@ def check_sequence(owner: str, name: str, value: Any, what: str) -> tuple:
 
 def check_loss(owner: str, loss: Any) -> Any:
     """``loss`` if it has a ``value_and_grad`` (an fnbp loss), else a ValueError."""
-    if not callable(getattr(loss, "value_and_grad", None)):
+    if isinstance(loss, type) or not callable(getattr(loss, "value_and_grad", None)):
+        hint = f" (did you mean {loss.__name__}()?)" if isinstance(loss, type) else ""
         raise fail(
             owner,
             "loss",
-            "a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss subclass)",
+            f"a loss with value_and_grad (fb.softmax_cross_entropy, fb.mse, a fb.Loss "
+            f"subclass){hint}",
             loss,
         )
     return loss
@@ -207,14 +251,42 @@ def check_optimizer(owner: str, optimizer: Any) -> Any:
 
 def float_dtype(owner: str, value: Any, name: str = "dtype") -> np.dtype:
     """``value`` as float32 or float64, else a DTypeError."""
-    try:
-        dtype = np.dtype(value)
-    except (TypeError, ValueError):
-        dtype = None
-    if dtype is None or dtype not in FLOAT_SET:  # (None == float64 to numpy)
+    dtype = None
+    if isinstance(value, str | type | np.dtype):  # not None (numpy's float64), not a number
+        with warnings.catch_warnings():  # numpy's deprecated aliases ('a') count as unknown
+            warnings.simplefilter("error", DeprecationWarning)
+            try:
+                dtype = np.dtype(value)
+            except (TypeError, ValueError, DeprecationWarning):
+                pass
+    if dtype is None or dtype not in FLOAT_SET:
         got = dtype.name if dtype is not None else _show(value)
         raise DTypeError(f"{owner}: {name} must be float32 or float64, got {got}")
     return dtype
+
+
+def check_dims(owner: str, name: str, value: Any, *, low: int = 0, min_ndim: int = 0) -> tuple:
+    """``value`` as a shape: an int or a tuple or list of ints ``>= low``, with at least
+    ``min_ndim`` axes and at most :data:`MAX_ELEMENTS` elements; else a ValueError."""
+    dims = (value,) if _is_int(value) else value
+    ok = isinstance(dims, tuple | list) and len(dims) >= min_ndim and all(map(_is_int, dims))
+    if not ok or any(int(d) < low for d in dims):
+        axes = f", at least {min_ndim} of them" if min_ndim else ""
+        raise fail(owner, name, f"a shape (a tuple of ints >= {low}{axes})", value)
+    shape = tuple(int(d) for d in dims)
+    check_size(owner, f"an array of shape {shape}", math.prod(shape))
+    return shape
+
+
+def check_finite(owner: str, name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` itself if it holds no NaN or inf, else a ValueError saying where the first is."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        first = np.unravel_index(int(np.flatnonzero(~np.isfinite(a))[0]), a.shape)
+        raise ValueError(
+            f"{owner}: {name} must be finite, got {a[first]} at index "
+            f"{tuple(int(i) for i in first)} (clean or drop those samples first)"
+        )
+    return a
 
 
 def check_size(owner: str, what: str, n: int) -> int:
@@ -275,8 +347,10 @@ def check_ints(owner: str, name: str, value: Any, n: int, low: int = 1) -> tuple
     """An int or ``n`` ints, each ``>= low``, as a tuple of ``n`` ints (one per axis)."""
     items = (value,) * n if _is_int(value) else value
     ok = isinstance(items, tuple | list) and len(items) == n and all(map(_is_int, items))
-    if not ok or min(int(v) for v in items) < low:
-        raise fail(owner, name, f"an int >= {low} or {n} of them (one per axis)", value)
+    if not ok or not all(low <= int(v) <= MAX_ELEMENTS for v in items):
+        huge = ok and max(int(v) for v in items) > MAX_ELEMENTS
+        bound = f"in [{low}, {MAX_ELEMENTS:,}]" if huge else f">= {low}"
+        raise fail(owner, name, f"an int {bound} or {n} of them (one per axis)", value)
     return tuple(int(v) for v in items)
 
 
@@ -338,10 +412,17 @@ def _refused(dtype: np.dtype) -> str:
 def numeric(x: Any, owner: str, name: str = "input") -> np.ndarray:
     """``x`` as a real numeric array (bool, integer, float32, float64), else a DTypeError.
 
-    Lists are data here: ``np.asarray`` turns them into one array.
+    Lists are data here: ``np.asarray`` turns them into one array. Tuples, dicts,
+    records and None are trees, not arrays: a StructureError (several inputs
+    are never stacked into one behind your back).
     """
     if type(x) is np.ndarray:
         a = x
+    elif x is None or type(x) in (tuple, dict) or attrs.has(type(x)):
+        raise StructureError(
+            f"{owner}: {name} must be one array, got a {type(x).__name__}"
+            + (" (a tuple or dict is a tree of several arrays)" if x is not None else "")
+        )
     else:
         try:
             a = np.asarray(x)
@@ -379,6 +460,9 @@ def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:
     """The one float dtype (float32 or float64) of a layer's parameter arrays, else a
     DTypeError naming them: a record may hold booleans (as a mask tree), a
     computing layer may not."""
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray):
+            raise StructureError(f"{owner} needs {name} to be an array, got {_show(a)}")
     dtypes = {a.dtype for a in arrays.values()}
     if len(dtypes) != 1 or not dtypes <= set(FLOATS):
         got = ", ".join(f"{name} {a.dtype}" for name, a in arrays.items())

@@ -445,3 +445,52 @@ def test_layer_without_vjp_raises_not_implemented(make):
 
     with pytest.raises(NotImplementedError, match="Nothing must implement vjp"):
         fb.forward(Nothing(), make(1, 1))
+
+
+# ---------------------------------------------------------------- arguments of the public calls
+
+
+@pytest.mark.parametrize(
+    "net", [np.tanh, fb.ReLU, None, 3], ids=["function", "class", "None", "int"]
+)
+@pytest.mark.parametrize("call", ["forward", "vjp", "backward"])
+def test_a_non_layer_as_the_network_is_a_structure_error(net, call):
+    x = np.ones((2, 3))
+    args = (net, x, np.ones((2, 3))) if call == "backward" else (net, x)
+    with pytest.raises(fb.StructureError, match="must be a layer"):
+        getattr(fb, call)(*args)
+
+
+@pytest.mark.parametrize("call", ["forward", "vjp", "backward"])
+def test_train_and_key_are_checked_and_named(call):
+    x = np.ones((2, 3))
+    args = (fb.Dropout(0.5), x, np.ones((2, 3))) if call == "backward" else (fb.Dropout(0.5), x)
+    with pytest.raises(ValueError, match=f"{call}: train must be True or False, got 'yes'"):
+        getattr(fb, call)(*args, train="yes")
+    with pytest.raises(ValueError, match=f"{call}: key must be an fnbp key"):
+        getattr(fb, call)(*args, train=True, key=3)
+
+
+def test_a_dtype_error_names_the_call():
+    with pytest.raises(fb.DTypeError, match=r"forward: input must be numeric .* got float16"):
+        fb.forward(fb.Tanh(), np.ones(3, np.float16))
+
+
+@pytest.mark.parametrize(
+    ("g_y", "error", "match"),
+    [
+        (np.ones((2, 4)), fb.ShapeError, r"g_y has shape \(2, 4\), the output has shape \(2, 3\)"),
+        ((np.ones((2, 3)),), fb.StructureError, "g_y does not have the output's structure"),
+        (None, fb.StructureError, "g_y does not have the output's structure"),
+        (np.ones((2, 3), np.float16), fb.DTypeError, "g_y must be numeric .* float16"),
+        (np.ones((2, 3), complex), fb.DTypeError, "g_y must be numeric .* complex"),
+    ],
+    ids=["shape", "tuple", "None", "float16", "complex"],
+)
+def test_the_pullback_checks_g_y(g_y, error, match):
+    net = fb.Serial((fb.Dense.init(fb.random.key(0), 3, 3), fb.Tanh()))
+    _, pullback = fb.vjp(net, np.ones((2, 3), np.float32))
+    with pytest.raises(error, match="pullback: " + match):
+        pullback(g_y)
+    with pytest.raises(error, match="backward: " + match):
+        fb.backward(net, np.ones((2, 3), np.float32), g_y)

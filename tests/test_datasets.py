@@ -256,7 +256,7 @@ def test_spirals_single_class_and_bad_arguments():
     np.testing.assert_array_equal(labels, 0)
     with pytest.raises(ValueError, match="turns must be > 0"):
         ds.spirals(KEY, 10, turns=0)
-    with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"n_classes must be an integer in \[1, 10\]"):
         ds.spirals(KEY, 10, n_classes=0)
 
 
@@ -302,7 +302,8 @@ def test_blobs_zero_std_gives_the_centers_exactly():
         ({"centers": [0.0, 1.0]}, "centers must be"),
         ({"centers": np.zeros((0, 2))}, "centers must be"),
         ({"centers": [[0, np.inf]]}, "finite"),
-        ({"centers": 0}, "centers must be an integer >= 1"),
+        ({"centers": 0}, r"centers must be an integer in \[1, 10\]"),
+        ({"centers": 11}, r"centers must be an integer in \[1, 10\]"),
         ({"centers": 2, "std": [1.0, 1.0, 1.0]}, "one per centre"),
         ({"std": -1.0}, "std must be a finite real number >= 0"),
         ({"centers": 2, "std": [1.0, -1.0]}, "std must be finite and >= 0"),
@@ -341,8 +342,10 @@ def test_regression_does_not_alias_x_through_fn():
 def test_regression_bad_arguments():
     with pytest.raises(ValueError, match="same shape"):
         ds.regression_1d(KEY, 10, fn=lambda t: t.ravel())
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(ValueError, match="fn must be a function of x"):
         ds.regression_1d(KEY, 10, fn=3.0)
+    with pytest.raises(ValueError, match="taking 1 argument"):
+        ds.regression_1d(KEY, 10, fn=lambda a, b: a)
     with pytest.raises(ValueError, match="low < high"):
         ds.regression_1d(KEY, 10, x_range=(3, -3))
     with pytest.raises(ValueError, match="pair"):
@@ -472,3 +475,50 @@ def test_one_hot_bad_n_classes_and_empty():
         ds.one_hot([0], n_classes=2.0)
     with pytest.raises(ValueError, match="empty labels"):
         ds.one_hot(np.array([], dtype=np.int64))
+
+
+# ---------------------------------------------------------------- sizes and values checked first
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: ds.and_float(KEY, n),
+        lambda n: ds.two_moons(KEY, n),
+        lambda n: ds.spirals(KEY, n),
+        lambda n: ds.blobs(KEY, n),
+        lambda n: ds.regression_1d(KEY, n),
+    ],
+    ids=["and_float", "two_moons", "spirals", "blobs", "regression_1d"],
+)
+@pytest.mark.parametrize("n", [10**10, 2**64])
+def test_a_huge_n_is_refused_before_allocating(make, n):
+    with pytest.raises(ValueError, match=r"samples would need .* refusing to allocate"):
+        make(n)
+
+
+def test_more_classes_or_centres_than_points_are_refused():
+    with pytest.raises(ValueError, match=r"spirals: n_classes must be an integer in \[1, 10\]"):
+        ds.spirals(KEY, 10, n_classes=10**10)
+    with pytest.raises(ValueError, match=r"blobs: the number of centres must be an integer in"):
+        ds.blobs(KEY, 2, centers=[[0, 0], [1, 1], [2, 2]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"centers": "ab"}, fb.DTypeError, "blobs: centers must be numeric"),
+        ({"centers": [[0, 0], [1]]}, ValueError, "centers must be a rectangular array"),
+        ({"centers": [[0, np.nan]]}, ValueError, "centers must be finite"),
+        ({"centers": 2, "std": np.float16}, ValueError, "std must be"),
+        ({"centers": 2, "std": ["a", "b"]}, fb.DTypeError, "std must be numeric"),
+    ],
+)
+def test_blobs_centres_and_stds_follow_the_policy(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ds.blobs(KEY, 10, **kwargs)
+
+
+def test_one_hot_of_a_huge_label_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="refusing to allocate"):
+        ds.one_hot([0, 10**12])

@@ -455,22 +455,37 @@ def test_callback_returning_true_stops_after_that_epoch():
 
 
 def _diverging_case(kind: str) -> tuple[Any, np.ndarray, np.ndarray, dict]:
-    """``(net, x, y, fit kwargs)`` that must diverge: a huge learning rate, or an inf in x."""
+    """``(net, x, y, fit kwargs)`` that must diverge: a huge learning rate."""
     x, y = _moons(40, dtype=np.float64)
     net = _net(dtype=np.float64)
-    if kind == "huge-lr":
-        return net, x, y, {"loss": fb.mse, "optimizer": fb.optim.sgd(1e6), "batch_size": 40}
-    bad = x.copy()
-    bad[13, 0] = np.inf
-    return net, _ro(bad), y, {"optimizer": fb.optim.sgd(0.1), "batch_size": 8}
+    return net, x, y, {"loss": fb.mse, "optimizer": fb.optim.sgd(1e6), "batch_size": 40}
 
 
-@pytest.mark.parametrize("kind", ["huge-lr", "inf-in-data"])
-def test_divergence_raises_divergence_error_not_a_float_warning(kind):
+def test_divergence_raises_divergence_error_not_a_float_warning():
     """Under warnings-as-errors, overflow inside a step must not escape as a RuntimeWarning."""
-    net, x, y, kw = _diverging_case(kind)
+    net, x, y, kw = _diverging_case("huge-lr")
     with pytest.raises(fb.DivergenceError):
         _fit(net, x, y, epochs=20, **kw)
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+@pytest.mark.parametrize("where", ["x", "y", "validation x"])
+def test_non_finite_data_is_a_value_error_not_a_divergence(where, value):
+    """Data with a NaN or inf is refused before the first step, naming where it is, rather
+    than surfacing as a divergence blamed on the learning rate."""
+    x, y = _moons(40, dtype=np.float64)
+    bad_x, bad_y = x.copy(), y.astype(np.float64)
+    if where == "y":
+        bad_y[7] = value
+    else:
+        bad_x[13, 0] = value
+    kw = {"validation": (_ro(bad_x), y)} if where == "validation x" else {}
+    data = (x, _ro(bad_y)) if where == "y" else ((x, y) if kw else (_ro(bad_x), y))
+    match = (
+        r"x must be finite, got .* at index \(13, 0\)" if "x" in where else "targets must be finite"
+    )
+    with pytest.raises(ValueError, match=match):
+        _fit(_net(dtype=np.float64), *data, epochs=1, loss=fb.sigmoid_binary_cross_entropy, **kw)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -494,19 +509,23 @@ def test_divergence_error_names_epoch_and_step_and_keeps_good_params():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_divergence_from_data_names_the_step_with_the_bad_row():
-    net, x, y, kw = _diverging_case("inf-in-data")
-    key = fb.random.key(5)
-    order = fb.batches(fb.random.fold_in(key, 0), len(x), kw["batch_size"])
-    step = next(i for i, idx in enumerate(order) if 13 in idx)
-    with pytest.raises(fb.DivergenceError) as info:
-        _fit(net, x, y, epochs=2, key=key, **kw)
-    err = info.value
-    assert err.info == {"epoch": 0, "step": step}
-    assert f"epoch 0, step {step}" in str(err)
-    assert "NaN/inf" in str(err) or "data" in str(err)
-    fb.tree.assert_same_structure(err.params, net)
-    assert all(np.isfinite(leaf).all() for leaf in fb.tree.leaves(err.params))
+def test_a_bad_batch_from_data_is_named_with_its_step():
+    """Batches from ``data=`` are not checked ahead; a loss that turns NaN on a batch that
+    holds an inf is blamed on that batch, with its epoch, step and index."""
+    x, y = _moons(40, dtype=np.float64)
+    bad = x[8:16].copy()
+    bad[5, 0] = np.inf
+    batches = [(x[:8], y[:8]), (_ro(bad), y[8:16]), (x[16:], y[16:])]
+    with pytest.raises(ValueError, match=r"epoch 0, step 1: x must be finite, got inf .*\(5, 0\)"):
+        fb.fit(
+            _net(dtype=np.float64),
+            BCE_LOGITS,
+            data=batches,
+            optimizer=fb.optim.sgd(0.1),
+            epochs=1,
+            key=None,
+            progress=False,
+        )
 
 
 # ---------------------------------------------------------------- resuming
@@ -653,3 +672,120 @@ def test_progress_true_shows_a_bar(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "3/3" in captured.err
+
+
+# ---------------------------------------------------------------- arguments, each named
+
+
+def _bad_fit(**changes: Any) -> None:
+    x, y = _moons(16, dtype=np.float64)
+    kw: dict[str, Any] = {"x": x, "y": y, "init": _net(dtype=np.float64), "loss": BCE_LOGITS}
+    kw.update(changes)
+    _fit(kw.pop("init"), kw.pop("x"), kw.pop("y"), **kw)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"optimizer": 0.1}, r"fit: optimizer must be an fb.optim optimizer \(a learning rate\?"),
+        ({"loss": lambda p, t: 0.0}, "fit: loss must be a loss with value_and_grad"),
+        ({"loss": fb.MeanSquaredError}, r"did you mean MeanSquaredError\(\)\?"),
+        ({"callbacks": print}, "fit: callbacks must be a list or tuple"),
+        ({"callbacks": [lambda: None]}, r"callbacks\[0\] must be a function .* taking 2"),
+        ({"validation": (np.ones((2, 2)),)}, r"fit: validation must be a pair \(x_val, y_val\)"),
+        ({"metrics": "accuracy"}, "fit: metrics must be a list or tuple of metric names"),
+        ({"metrics": {"m": lambda p: 0.0}}, r"metrics\['m'\] must be a function .* taking 2"),
+        ({"epochs": 1.5}, "fit: epochs must be an integer >= 0"),
+        ({"epochs": -1}, "fit: epochs must be an integer >= 0"),
+        ({"steps": "2"}, "fit: steps must be an integer"),
+        ({"patience": -1}, "fit: patience must be an integer >= 0"),
+        ({"batch_size": 0}, "fit: batch_size must be an integer >= 1"),
+        ({"key": 3}, "fit: key must be an fnbp key"),
+        ({"key": fb.random.key(0).seed}, "fit: key must be an fnbp key"),
+        ({"progress": "yes"}, "fit: progress must be True, False or 'auto'"),
+        ({"init": None}, "fit: init must be a layer"),
+        ({"init": fb.ReLU}, r"did you mean ReLU\(\)\?"),
+        ({"min_delta": np.nan}, "fit: min_delta must be a finite real number"),
+        ({"mode": "bigger"}, "fit: mode must be one of"),
+        ({"monitor": 3}, "fit: monitor must be the name of a logged quantity"),
+        ({"drop_last": "yes"}, "fit: drop_last must be True or False"),
+        ({"eval_every": 0}, "fit: eval_every must be an integer >= 1"),
+        ({"history": 3}, "fit: history must be the History"),
+        ({"x": None, "y": None, "batch_size": None, "data": lambda e: 3}, "fit: data must be"),
+        ({"x": np.ones((16, 2), np.float16)}, "fit: input must be numeric .* float16"),
+        ({"x": np.ones((0, 2)), "y": np.ones((0, 1))}, "fit: the data is empty"),
+    ],
+    ids=lambda c: ",".join(c) if isinstance(c, dict) else None,
+)
+def test_a_bad_argument_gets_an_error_naming_it(changes, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        _bad_fit(**changes)
+
+
+def test_a_train_state_from_another_optimizer_is_named():
+    x, y = _moons(16, dtype=np.float64)
+    ts = fb.TrainState.create(_net(dtype=np.float64), fb.optim.adam(0.1))
+    with pytest.raises(
+        fb.StructureError, match="fit: init is a TrainState whose opt_state was not"
+    ):
+        _fit(ts, x, y, optimizer=fb.optim.sgd(0.1))
+    with pytest.raises(fb.StructureError, match=r"train_step: ts.opt_state does not fit this"):
+        fb.train_step(ts, BCE_LOGITS, fb.optim.sgd(0.1), x, y)
+    with pytest.raises(ValueError, match="train_step: optimizer must be"):
+        fb.train_step(ts, BCE_LOGITS, 0.1, x, y)
+    with pytest.raises(ValueError, match="train_step: key must be an fnbp key"):
+        fb.train_step(ts, BCE_LOGITS, fb.optim.adam(0.1), x, y, key=3)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, "2", True])
+def test_predict_and_evaluate_name_a_bad_batch_size(batch_size):
+    x, y = _moons(8, dtype=np.float64)
+    net = _net(dtype=np.float64)
+    with pytest.raises(ValueError, match="predict: batch_size must be an integer >= 1"):
+        fb.predict(net, x, batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        fb.evaluate(net, BCE_LOGITS, x, y, batch_size=batch_size)
+
+
+def test_evaluate_an_empty_batch_says_so_and_predict_returns_it():
+    net = _net(dtype=np.float64)
+    with pytest.raises(ValueError, match=r"evaluate: the data is empty .*no samples"):
+        fb.evaluate(net, BCE_LOGITS, np.ones((0, 2)), np.ones((0, 1)))
+    assert fb.predict(net, np.ones((0, 2))).shape == (0, 1)
+
+
+@attrs.frozen
+class _NanInInference(fb.ContextLayer):
+    """The identity in training, NaN in inference: a validation loss that turns NaN."""
+
+    def vjp_ctx(self, x: Any, need_g_x: bool, ctx: fb.Context) -> tuple:
+        y = x if ctx.train else np.full_like(x, np.nan)
+        return y, (lambda g: (g, self)), ctx.state
+
+
+def test_a_nan_validation_loss_does_not_silently_disable_early_stopping():
+    x, y = _moons(16, dtype=np.float64)
+    net = fb.Serial((*_net(dtype=np.float64).layers, _NanInInference()))
+    with pytest.raises(fb.DivergenceError, match="the monitored val_loss is not finite"):
+        _fit(net, x, y, epochs=3, validation=(x, y), patience=1)
+
+
+def test_training_accuracy_of_a_fused_sigmoid_is_taken_on_probabilities():
+    """Sigmoid + BCE trains through the fused loss, whose input is the logits: the metric
+    must still see probabilities (thresholded at 0.5), as evaluate does."""
+    x, y = fb.datasets.and_gate()
+    net = fb.Serial((fb.Dense(np.array([[1.0], [1.0]]), np.array([-1.5])), fb.Sigmoid()))
+    _, h = _fit(
+        net, x, y, loss=fb.binary_cross_entropy, optimizer=fb.optim.sgd(0.0), epochs=1,
+        batch_size=4, key=None, metrics=("accuracy",),
+    )  # fmt: skip
+    evaluated = fb.evaluate(net, fb.binary_cross_entropy, x, y, metrics=("accuracy",))
+    assert h.train_metrics["accuracy"] == (evaluated["accuracy"],) == (1.0,)
+
+
+def test_an_optimizer_overflow_is_a_divergence_with_the_last_good_state():
+    x, y = _moons(16, dtype=np.float32)
+    opt = fb.optim.adam(0.1)
+    with pytest.raises(fb.DivergenceError, match=r"step 0: an update .*moments overflowed") as info:
+        _fit(_net(), x * np.float32(1e25), y, loss=fb.mse, optimizer=opt, epochs=1, batch_size=16)
+    assert info.value.train_state is not None and info.value.info == {"epoch": 0, "step": 0}

@@ -162,3 +162,76 @@ def test_from_torch_checks_layouts_and_dtypes():
 def test_docstring_examples_run():
     result = doctest.testmod(initializers)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- arguments checked before drawing
+
+NAMES = [
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "torch_uniform",
+    "small_normal",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((), r"shape must be a shape \(a tuple of ints >= 1, at least 1 of them\)"),
+        ((0, 3), "ints >= 1"),
+        ((-1, 2), "ints >= 1"),
+        ((2.5, 3), "a shape"),
+        ("ab", "a shape"),
+        (None, "a shape"),
+        ((10**6, 10**6), "refusing to allocate"),
+    ],
+    ids=["0-d", "zero", "negative", "float", "str", "None", "huge"],
+)
+def test_shapes_are_checked(name, shape, match):
+    with pytest.raises(ValueError, match=f"{name}: .*" + match):
+        getattr(initializers, name)(KEY, shape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float16, "float16", None, np.int32, complex])
+def test_dtypes_are_checked(name, dtype):
+    with pytest.raises(fb.DTypeError, match=f"{name}: dtype must be float32 or float64"):
+        getattr(initializers, name)(KEY, (3, 2), dtype)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_key_is_checked(name):
+    with pytest.raises(ValueError, match=f"{name}: key must be an fnbp key"):
+        getattr(initializers, name)(None, (3, 2))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_shape_of_one_axis_and_int_like_sizes(name):
+    w = getattr(initializers, name)(KEY, [np.int64(4)], np.float64)
+    assert w.shape == (4,) and w.dtype == np.float64 and np.isfinite(w).all()
+
+
+@pytest.mark.parametrize("init", [3, None, [1], fb.ReLU, "nope"], ids=repr)
+def test_get_refuses_what_is_not_a_name_or_a_function(init):
+    with pytest.raises(ValueError, match="unknown initializer"):
+        initializers.get(init)
+
+
+def test_what_a_custom_initializer_returns_is_checked():
+    with pytest.raises(fb.ShapeError, match=r"initializer .* returned shape \(2, 2\) for \(3, 4\)"):
+        fb.Dense.init(KEY, 3, 4, init=lambda k, s, d: np.ones((2, 2), d))
+    with pytest.raises(fb.DTypeError, match="returned dtype float64 for float32"):
+        fb.Dense.init(KEY, 3, 4, init=lambda k, s, d: np.ones(s))
+    with pytest.raises(fb.ShapeError, match=r"bias initializer .* returned shape"):
+        fb.Dense.init(KEY, 3, 4, bias_init=lambda k, s, d, fan_in: np.ones(2, d))
+
+
+@pytest.mark.parametrize("call", [initializers.zeros, initializers.torch_bias])
+def test_bias_initializers_check_their_arguments(call):
+    with pytest.raises((ValueError, TypeError), match=r"shape must be a shape|dtype must be"):
+        call(KEY, (), np.float32)
+    with pytest.raises(fb.DTypeError, match="dtype must be float32 or float64"):
+        call(KEY, (3,), np.float16)

@@ -328,3 +328,81 @@ def test_string_prediction_is_a_dtype_error(loss):
 def test_string_target_is_a_dtype_error(loss):
     with pytest.raises(fb.DTypeError, match="target must be numeric"):
         loss(np.array([[0.5, 0.5]]), np.array([["a", "b"]]))
+
+
+# ---------------------------------------------------------------- NaN, inf and domains
+
+FLOAT_TARGETS = [
+    fb.binary_cross_entropy,
+    fb.binary_cross_entropy_of_sigmoid,
+    fb.sigmoid_binary_cross_entropy,
+    fb.mse,
+]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("loss", FLOAT_TARGETS, ids=lambda loss: type(loss).__name__)
+def test_a_non_finite_target_is_a_value_error_saying_where(loss, value):
+    pred, target = np.full((3, 2), 0.5), np.ones((3, 2))
+    target[2, 1] = value
+    with pytest.raises(ValueError, match=rf"{loss.name}: the target must be finite, .* \(2, 1\)"):
+        loss.value_and_grad(pred, target)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_non_finite_one_hot_target_is_a_value_error(value):
+    target = np.eye(3)[[0, 1]]
+    target[1, 1] = value
+    with pytest.raises(ValueError, match=r"the target must be finite, got .* \(1, 1\)"):
+        fb.softmax_cross_entropy(np.zeros((2, 3)), target)
+
+
+@pytest.mark.parametrize("loss", [*FLOAT_TARGETS, fb.softmax_cross_entropy], ids=lambda x: x.name)
+def test_a_nan_prediction_propagates_into_the_value(loss):
+    """So that fit sees the run diverge (and blames the run, not the data)."""
+    pred = np.full((3, 2), 0.5)
+    pred[0, 0] = np.nan
+    target = np.array([0, 1, 1]) if loss is fb.softmax_cross_entropy else np.ones((3, 2))
+    value, g = loss.value_and_grad(pred, target)
+    assert np.isnan(value) and g.shape == pred.shape
+
+
+@pytest.mark.parametrize("bad", [2.0, -1.0])
+@pytest.mark.parametrize(
+    "loss", [fb.binary_cross_entropy, fb.sigmoid_binary_cross_entropy], ids=lambda x: x.name
+)
+def test_targets_outside_0_1_are_a_value_error(loss, bad):
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]"):
+        loss(np.full((2, 1), 0.5), np.array([[1.0], [bad]]))
+
+
+def test_probability_bce_on_logits_says_what_to_use():
+    with pytest.raises(ValueError, match=r"logits. use fb.sigmoid_binary_cross_entropy"):
+        fb.binary_cross_entropy(np.array([[2.0], [-1.0]]), np.array([[1.0], [0.0]]))
+
+
+def test_softmax_ce_on_one_column_says_what_to_use():
+    with pytest.raises(ValueError, match=r"for one output per sample use fb.sigmoid_binary"):
+        fb.softmax_cross_entropy(np.zeros((4, 1)), np.zeros(4, int))
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
+def test_a_tuple_prediction_is_a_structure_error(loss):
+    with pytest.raises(fb.StructureError, match="prediction must be one array, got a tuple"):
+        loss((np.zeros((2, 2)), np.zeros((2, 2))), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_ce_of_logits_spanning_the_float_range(dtype):
+    big = np.finfo(dtype).max
+    z = np.array([[big, -big, 0.0], [1.0, 2.0, 3.0]], dtype)
+    with np.errstate(all="raise"):
+        value, g = fb.softmax_cross_entropy.value_and_grad(z, np.eye(3, dtype=dtype)[[0, 1]])
+    assert np.isfinite(value) and np.isfinite(g).all()
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (2, 0, 3)])
+def test_a_prediction_with_no_elements_is_a_mean_over_nothing(loss, shape):
+    with pytest.raises(ValueError, match=r"non-empty batch.*a mean over no samples"):
+        loss(np.zeros(shape), np.zeros(shape))

@@ -121,3 +121,68 @@ def test_metrics_do_not_modify_inputs():
     fb.accuracy(pred, target)
     assert np.array_equal(pred, before[0])
     assert np.array_equal(target, before[1])
+
+
+# ---------------------------------------------------------------- the dtype policy, NaN, domains
+
+REFUSED = [np.float16, np.longdouble, np.complex64, object, "U3", "datetime64[s]"]
+
+
+@pytest.mark.parametrize("dtype", REFUSED, ids=str)
+@pytest.mark.parametrize("fn", ["probabilities", "labels", "accuracy"])
+def test_metrics_follow_the_dtype_policy(fn, dtype):
+    pred = np.zeros((4, 3)).astype(dtype)
+    args = (pred, np.array([0, 1, 2, 0])) if fn == "accuracy" else (pred,)
+    with pytest.raises(fb.DTypeError, match=f"{fn}: prediction must be numeric"):
+        getattr(fb, fn)(*args)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int64, np.uint8])
+def test_bool_and_integer_outputs_are_taken_as_float64(dtype):
+    pred = np.array([[0, 1], [1, 0]], dtype)
+    assert fb.probabilities(pred).dtype == np.float64
+    assert fb.labels(pred).tolist() == [1, 0]
+
+
+def test_a_nan_prediction_has_no_label():
+    pred = np.array([[0.1, 0.9], [np.nan, 0.2]])
+    with pytest.raises(ValueError, match="labels: the prediction has NaN"):
+        fb.labels(pred)
+    with pytest.raises(ValueError, match="has NaN"):
+        fb.accuracy(pred, np.array([1, 0]))
+    assert np.isnan(fb.probabilities(pred)[1]).all()  # probabilities propagate, as layers do
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "match"),
+    [
+        (np.zeros((2, 3)), np.array([0, 3]), r"labels must be in \[0, 3\)"),
+        (np.zeros((2, 3)), np.array([0.0, 1.0]), "class labels must be integers"),
+        (np.zeros((2, 1)), np.array([[0.0], [2.0]]), "binary targets must be 0 or 1"),
+        (np.zeros((2, 1)), np.array([[0.0], [np.nan]]), "the target must be finite"),
+        (np.zeros((0, 3)), np.zeros(0, int), "the batch is empty"),
+    ],
+    ids=["label-range", "float-labels", "binary-range", "nan-target", "empty"],
+)
+def test_accuracy_domain_errors(pred, target, match):
+    with pytest.raises(ValueError, match=match):
+        fb.accuracy(pred, target)
+
+
+@pytest.mark.parametrize("threshold", [np.nan, "a", None, True])
+def test_thresholds_are_checked(threshold):
+    with pytest.raises(ValueError, match="threshold must be a finite real number"):
+        fb.labels(np.zeros((2, 1)), threshold)
+
+
+def test_labels_and_accuracy_of_outputs_per_time_step():
+    pred = np.zeros((2, 3, 4))
+    pred[..., 2] = 1.0
+    assert fb.labels(pred).shape == (2, 3)
+    assert fb.accuracy(pred, np.full((2, 3), 2)) == 1.0
+
+
+@pytest.mark.parametrize("pred", [np.float64(0.3), np.zeros((2, 0)), np.zeros((0, 0))])
+def test_a_prediction_needs_a_batch_axis_and_a_column(pred):
+    with pytest.raises(fb.ShapeError, match="needs a batch axis and, if it has more, at least one"):
+        fb.labels(pred)

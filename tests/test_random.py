@@ -200,3 +200,21 @@ def test_same_key_bit_identical_mlp_params_outputs_and_training():
         for x, y in zip(la, lb, strict=True):
             assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
     assert not fb.tree.allclose(first[0], other[0])
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda k: fb.random.normal(k, (-1, 2)), r"random.normal: shape must be a shape"),
+        (lambda k: fb.random.normal(k, (2.5,)), "shape must be a shape"),
+        (lambda k: fb.random.normal(k, (10**6, 10**6)), "refusing to allocate"),
+        (lambda k: fb.random.uniform(k, (3,), 2.0, 1.0), "high must be a finite real number > 2"),
+        (lambda k: fb.random.uniform(k, (3,), None, 1.0), "low must be a finite real number"),
+        (lambda k: fb.random.uniform(k, (3,), 0.0, np.inf), "high must be a finite real number"),
+        (lambda k: fb.random.permutation(k, 10**12), "refusing to allocate"),
+        (lambda k: fb.random.split(k, 10**9), r"n must be an integer in \[0, 1048576\]"),
+    ],
+)
+def test_shapes_bounds_and_sizes_are_checked_before_drawing(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(fb.random.key(0))

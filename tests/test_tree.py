@@ -290,3 +290,62 @@ def test_assert_same_structure_checks_nodes_after_the_last_leaf():
         tree.assert_same_structure((np.ones(1), fb.LeakyReLU(0.1)), (np.ones(1), fb.LeakyReLU(0.2)))
     with pytest.raises(fb.StructureError, match="tuple of length 0 vs 1"):
         tree.assert_same_structure((), (np.ones(1),))
+
+
+# ---------------------------------------------------------------- the dtype policy and bad trees
+
+
+@pytest.mark.parametrize(
+    "leaf", [np.ones(2, np.float16), np.ones(2, complex), np.array(["a", "b"])]
+)
+@pytest.mark.parametrize("fn", ["add", "sub", "vdot"])
+def test_arithmetic_refuses_other_dtypes_naming_the_path(fn, leaf):
+    a = {"w": np.ones(2), "b": (np.ones(2),)}
+    b = {"w": np.ones(2), "b": (leaf,)}
+    with pytest.raises(fb.DTypeError, match=rf"\['b'\]\[0\]: tree.{fn}: a leaf must be numeric"):
+        getattr(tree, fn)(a, b)
+
+
+def test_dtypes_are_checked_before_shapes():
+    with pytest.raises(fb.DTypeError, match=r"tree.add"):
+        tree.add({"w": np.ones(3)}, {"w": "abc"})
+
+
+def test_integer_leaves_are_taken_as_float64():
+    out = tree.add({"w": np.ones(2, int)}, {"w": np.ones(2, bool)})
+    assert out["w"].dtype == np.float64 and out["w"].tolist() == [2.0, 2.0]
+    assert tree.global_norm([np.array([3, 4])]) == 5.0
+
+
+@pytest.mark.parametrize("fn", ["global_norm", "ravel", "zeros_like"])
+def test_one_tree_functions_refuse_other_dtypes(fn):
+    with pytest.raises(fb.DTypeError, match=r"\['w'\]|the leaf \['w'\]"):
+        getattr(tree, fn)({"w": np.ones(2, np.float16)})
+
+
+@pytest.mark.parametrize("factor", [np.nan, "a", None, True, np.ones(2)])
+def test_scale_checks_its_factor(factor):
+    with pytest.raises(ValueError, match=r"tree.scale: factor must be a finite real number"):
+        tree.scale(factor, {"w": np.ones(2)})
+
+
+def test_unflatten_map_and_unravel_check_their_arguments():
+    with pytest.raises(ValueError, match=r"tree.unflatten: new_leaves must be a list or tuple"):
+        tree.unflatten((np.ones(1),), None)
+    with pytest.raises(ValueError, match=r"tree.map: f must be a function"):
+        tree.map(3, (np.ones(1),))
+    _, unravel = tree.ravel({"w": np.ones(2)})
+    with pytest.raises(fb.DTypeError, match="unravel: the vector must be numeric"):
+        unravel(np.ones(2, complex))
+
+
+def test_a_tree_too_deep_or_containing_itself_is_a_structure_error():
+    cyclic: list = []
+    cyclic.append(cyclic)
+    with pytest.raises(fb.StructureError, match=r"nested too deeply .* or contains itself"):
+        tree.leaves(cyclic)
+    deep: object = np.ones(1)
+    for _ in range(5000):
+        deep = (deep,)
+    with pytest.raises(fb.StructureError, match="nested too deeply"):
+        tree.map(lambda a: a, deep)

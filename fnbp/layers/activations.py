@@ -19,6 +19,7 @@ from .._numeric import (
     exp_cutoff,
     relu,
     row_sums,
+    shifted,
     sigmoid,
     sigmoid_grad,
     softmax,
@@ -26,6 +27,7 @@ from .._numeric import (
     softplus,
 )
 from ..core import Layer
+from ..errors import ShapeError
 from ..record import static
 
 __all__ = [
@@ -46,9 +48,9 @@ __all__ = [
 class _Activation(Layer):
     """A layer without parameters: ``y = _forward(x)``, ``g_x = _g_x(x, y, g_y)``.
 
-    Inputs of any shape; float32 and float64 keep their dtype, booleans and
-    integers are taken as float64, other dtypes are refused (see
-    :mod:`fnbp.validation`).
+    Inputs of any shape, a 0-d one included (the softmax family needs a class
+    axis); float32 and float64 keep their dtype, booleans and integers are
+    taken as float64, other dtypes are refused (see :mod:`fnbp.validation`).
     """
 
     __slots__ = ()
@@ -68,9 +70,17 @@ class _Activation(Layer):
         """``g_x`` written into ``g_y``, from the output alone (``in_place`` classes)."""
         raise NotImplementedError
 
+    def _input(self, x: Any) -> tuple[np.ndarray, bool]:
+        """``(x as a float array, whether it was 0-d)``; a 0-d input is computed as one
+        element (numpy's ufuncs give scalars, not arrays, for 0-d arrays)."""
+        x = validation.floating(x, type(self).__name__)
+        return (x.reshape(1), True) if x.ndim == 0 else (x, False)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``f(x)``, a new array (``Identity`` returns ``x`` itself)."""
-        return self._forward(validation.floating(x, type(self).__name__))
+        a, scalar = self._input(x)
+        y = self._forward(a)
+        return y.reshape(()) if scalar else y
 
     def vjp(
         self, x: np.ndarray, need_g_x: bool = True, *, own: bool = False
@@ -81,19 +91,35 @@ class _Activation(Layer):
         class with ``in_place = True``) lets ``f(x)`` be written into ``x``, and
         ``pullback(g_y, own=True)`` lets ``g_x`` be written into ``g_y``.
         """
-        x = validation.floating(x, type(self).__name__)
-        y = self._forward_into(x) if own and x.flags.writeable else self._forward(x)
+        a, scalar = self._input(x)
+        y = self._forward_into(a) if own and not scalar and a.flags.writeable else self._forward(a)
 
         def pullback(
             g_y: np.ndarray, *, own: bool = False
         ) -> tuple[np.ndarray | None, _Activation]:
             if not need_g_x:
                 return None, self
-            if own and g_y.flags.writeable and g_y.shape == y.shape:
+            if own and not scalar and g_y.flags.writeable and g_y.shape == y.shape:
                 return self._g_x_into(y, g_y), self
-            return self._g_x(x, y, g_y), self
+            g_x = self._g_x(a, y, g_y.reshape(a.shape))
+            return (g_x.reshape(()) if scalar else g_x), self
 
-        return y, pullback
+        return (y.reshape(()) if scalar else y), pullback
+
+
+class _OverClasses(_Activation):
+    """An activation over the last axis (the classes): it needs one, of length >= 1."""
+
+    __slots__ = ()
+
+    def _input(self, x: Any) -> tuple[np.ndarray, bool]:
+        x = validation.floating(x, type(self).__name__)
+        if x.ndim == 0 or x.shape[-1] == 0:
+            raise ShapeError(
+                f"{type(self).__name__} works along the last axis (the classes) and needs "
+                f"at least one there, got shape {x.shape}"
+            )
+        return x, False
 
 
 @attrs.frozen
@@ -204,13 +230,8 @@ class Softplus(_Activation):
         return g_x
 
 
-def _shifted(x: np.ndarray) -> np.ndarray:
-    """``x - max(x)`` along the last axis, a new buffer."""
-    return np.subtract(x, x.max(axis=-1, keepdims=True))
-
-
 @attrs.frozen
-class Softmax(_Activation):
+class Softmax(_OverClasses):
     """``y_i = exp(x_i) / sum_j exp(x_j)`` along the last axis (max subtracted first).
 
     Backward without the Jacobian: ``g_x = y * (g_y - sum_j g_y_j * y_j)``.
@@ -225,7 +246,7 @@ class Softmax(_Activation):
 
 
 @attrs.frozen
-class LogSoftmax(_Activation):
+class LogSoftmax(_OverClasses):
     """``y_i = x_i - log sum_j exp(x_j)`` along the last axis (max subtracted first).
 
     Backward: ``g_x = g_y - exp(y) * sum_j g_y_j``.
@@ -233,7 +254,7 @@ class LogSoftmax(_Activation):
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """``x - logsumexp(x)`` over the last axis, the row maximum subtracted first."""
-        y = _shifted(x)
+        y = shifted(x)
         y -= np.log(row_sums(exp_cut(y)))
         return y
 
@@ -269,17 +290,17 @@ class _KeepsAux(_Activation):
     ) -> tuple[np.ndarray, Callable]:
         """``(f(x), pullback)``, keeping what the derivative needs from the forward pass
         (never in place: ``own`` is accepted and ignored)."""
-        x = validation.floating(x, type(self).__name__)
-        y, aux = self._parts(x)
+        a, scalar = self._input(x)
+        y, aux = self._parts(a)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, _KeepsAux]:
             if not need_g_x:
                 return None, self
-            g_x = self._slope(x, aux)
-            g_x *= g_y
-            return g_x, self
+            g_x = self._slope(a, aux)
+            g_x *= g_y.reshape(a.shape)
+            return (g_x.reshape(()) if scalar else g_x), self
 
-        return y, pullback
+        return (y.reshape(()) if scalar else y), pullback
 
 
 def _as_float(x: np.ndarray) -> np.ndarray:

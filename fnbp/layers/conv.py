@@ -257,12 +257,12 @@ class _Conv(Layer):
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         name, d, W, b = type(self).__name__, self._NDIM, self.W, self.b
-        if W.ndim != d + 2 or b.shape != W.shape[-1:] or W.dtype != b.dtype:
+        validation.check_params(name, W=W, b=b)
+        if W.ndim != d + 2 or b.shape != W.shape[-1:]:
             raise ShapeError(
                 f"{name} needs W of shape ({_KERNEL_AXES[d]}, C_in, C_out) and b of shape "
-                f"(C_out,) of one dtype, got W {W.shape} {W.dtype} and b {b.shape} {b.dtype}"
+                f"(C_out,), got W {W.shape} and b {b.shape}"
             )
-        validation.check_params(name, W=W, b=b)
         c_in = W.shape[-2]
         if type(x) is not np.ndarray:
             raise StructureError(f"{name} expects one array, got a {type(x).__name__}")

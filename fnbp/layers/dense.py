@@ -96,13 +96,13 @@ class Dense(Layer):
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         W, b = self.W, self.b
-        if W.ndim != 2 or b.shape != W.shape[1:] or W.dtype != b.dtype:
+        validation.check_params("Dense", W=W, b=b)
+        if W.ndim != 2 or b.shape != W.shape[1:]:
             raise ShapeError(
-                f"Dense needs W of shape (in, out) and b of shape (out,) of one dtype, "
-                f"got W {W.shape} {W.dtype} and b {b.shape} {b.dtype}"
+                f"Dense needs W of shape (in, out) and b of shape (out,), "
+                f"got W {W.shape} and b {b.shape}"
             )
         name = f"Dense({W.shape[0]} -> {W.shape[1]})"
-        validation.check_params(name, W=W, b=b)
         if type(x) is not np.ndarray:
             raise StructureError(f"{name} expects one array, got a {type(x).__name__}")
         if x.ndim < 2 or x.shape[-1] != W.shape[0]:

@@ -22,9 +22,8 @@ class Embedding(Layer):
 
     ``table`` has shape ``(num_embeddings, dim)``; ``ids`` is an integer array
     of any shape, and ``y`` has shape ``ids.shape + (dim,)``. Every id must lie
-    in ``[0, num_embeddings)``: a negative or too large id is a
-    :class:`~fnbp.ShapeError` (no wrap-around), a float or bool array a
-    :class:`~fnbp.DTypeError`.
+    in ``[0, num_embeddings)``: a negative or too large id is a ``ValueError``
+    (no wrap-around), a float or bool array a :class:`~fnbp.DTypeError`.
 
     The table's gradient adds up the output gradients of every position that
     looked up a row, so repeated ids accumulate (``np.add.at``)::
@@ -72,10 +71,10 @@ class Embedding(Layer):
 
     def _check(self, ids: np.ndarray) -> np.ndarray:
         table = self.table
+        validation.check_params("Embedding", table=table)
         if table.ndim != 2:
             raise ShapeError(f"Embedding needs a table of shape (num, dim), got {table.shape}")
         n, dim = table.shape
-        validation.check_params(f"Embedding({n}, {dim})", table=table)
         if type(ids) is not np.ndarray:
             raise StructureError(
                 f"Embedding({n}, {dim}) expects one array of ids, got a {type(ids).__name__}"

@@ -40,6 +40,7 @@ def _affine_init(features: int, dtype: DTypeLike, who: str) -> tuple[np.ndarray,
     """``(gamma, beta) = (ones, zeros)`` of shape ``(features,)``."""
     dtype = validation.float_dtype(f"{who}.init", dtype)
     n = validation.check_int(f"{who}.init", "features", features, low=1)
+    validation.check_size(f"{who}.init", "gamma and beta", n)
     return np.ones(n, dtype), np.zeros(n, dtype)
 
 
@@ -53,12 +54,12 @@ def _norm_repr(layer: Any, **defaults: float) -> str:
 def _check(layer: Any, x: np.ndarray) -> np.ndarray:
     """``x`` of shape ``(N, ..., C)`` in the parameters' dtype, or a clear error."""
     name, gamma, beta = type(layer).__name__, layer.gamma, layer.beta
-    if gamma.ndim != 1 or gamma.size == 0 or beta.shape != gamma.shape or beta.dtype != gamma.dtype:
+    validation.check_params(name, gamma=gamma, beta=beta)
+    if gamma.ndim != 1 or gamma.size == 0 or beta.shape != gamma.shape:
         raise ShapeError(
-            f"{name} needs gamma and beta of one shape (C,) and one dtype, "
-            f"got gamma {gamma.shape} {gamma.dtype} and beta {beta.shape} {beta.dtype}"
+            f"{name} needs gamma and beta of one shape (C,), "
+            f"got gamma {gamma.shape} and beta {beta.shape}"
         )
-    validation.check_params(f"{name}({gamma.shape[0]})", gamma=gamma, beta=beta)
     c = gamma.shape[0]
     if type(x) is not np.ndarray:
         raise StructureError(f"{name}({c}) expects one array, got a {type(x).__name__}")

@@ -221,9 +221,10 @@ class GlobalAvgPool(Layer):
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(spatial mean, pullback)``; the pullback spreads ``g_y / S`` over the positions."""
         x = _floating(x, "GlobalAvgPool")
-        if x.ndim < 3:
+        if x.ndim < 3 or 0 in x.shape[1:-1]:
             raise ShapeError(
-                f"GlobalAvgPool expects input of shape (N, spatial..., C), got {x.shape}"
+                f"GlobalAvgPool expects input of shape (N, spatial..., C) with at least one "
+                f"spatial position, got {x.shape}"
             )
         axes = tuple(range(1, x.ndim - 1))
         scale = 1.0 / math.prod(x.shape[1:-1])

@@ -28,6 +28,8 @@ class Flatten(Layer):
 
     def vjp(self, x: np.ndarray, need_g_x: bool = True) -> tuple[np.ndarray, Callable]:
         """``(x reshaped to (N, -1), pullback)``."""
+        if type(x) is not np.ndarray:
+            raise StructureError(f"Flatten expects one array, got a {type(x).__name__}")
         if x.ndim < 2:
             raise ShapeError(f"Flatten expects input of shape (N, ...), got {x.shape}")
         shape = x.shape

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..validation import check_bool, check_real
 from .base import Optimizer, chain, identity
 from .transforms import (
     Schedule,
@@ -41,7 +42,8 @@ def sgd(
     >>> p.round(12).tolist()
     [-0.45]
     """
-    if nesterov and not momentum:
+    momentum = check_real("sgd", "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    if check_bool("sgd", "nesterov", nesterov) and not momentum:
         raise ValueError("sgd: nesterov=True needs a momentum > 0")
     return chain(
         trace(momentum, nesterov) if momentum else identity(), scale_by_learning_rate(learning_rate)
@@ -96,6 +98,7 @@ def rmsprop(
     ``updates = -lr * b``, as PyTorch. ``eps`` is outside the root as in PyTorch
     (TensorFlow and optax: inside). See :func:`scale_by_rms`.
     """
+    momentum = check_real("rmsprop", "momentum", momentum, low=0.0, high=1.0, high_open=True)
     return chain(
         scale_by_rms(decay, eps),
         trace(momentum) if momentum else identity(),

@@ -35,7 +35,7 @@ import attrs
 import numpy as np
 
 from .. import tree, validation
-from ..errors import ShapeError, StructureError
+from ..errors import DTypeError, LocatedError, ShapeError, StructureError
 from ..record import frozen, static
 from . import _leaf
 
@@ -94,8 +94,10 @@ def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
     the leaves of ``grads`` (and ``params``) in, the updates tree out."""
 
     def update(grads: Any, state: Any, params: Params = None) -> tuple[Updates, State]:
-        g = tree.leaves(grads)
-        p = None if params is None else _leaves_like(params, grads)
+        if params is None:
+            g, p = [as_grad(x) for x in tree.leaves(grads)], None
+        else:
+            p, g = _pairs(params, grads, "grads")
         u, state = rule(g, state, p, grads)
         given = {id(a) for a in g}
         return tree.unflatten(grads, [_handed_over(a, given) for a in u]), state
@@ -109,12 +111,6 @@ def _handed_over(a: Any, given: set[int]) -> Any:
     if type(a) is np.ndarray and id(a) not in given and a.base is None and a.flags.writeable:
         frozen(a)
     return a
-
-
-def _leaves_like(params: Params, grads: Any) -> Leaves:
-    """The leaves of ``params``, checked to pair with ``grads``' (structure and shapes)."""
-    p, _ = _pairs(params, grads, "grads")
-    return p
 
 
 def _rule(opt: Optimizer) -> Rule:
@@ -132,7 +128,12 @@ def _rule(opt: Optimizer) -> Rule:
 
 def identity() -> Optimizer:
     """The transform that returns ``grads`` unchanged: ``updates = grads``."""
-    return transform(lambda params: EmptyState(), lambda g, state, p, like: (g, state))
+
+    def rule(g: Leaves, state: Any, p: Leaves | None, like: Any) -> tuple[Leaves, Any]:
+        expect_state(state, EmptyState, "identity")
+        return g, state
+
+    return transform(lambda params: EmptyState(), rule)
 
 
 def chain(*optimizers: Optimizer) -> Optimizer:
@@ -168,13 +169,20 @@ def chain(*optimizers: Optimizer) -> Optimizer:
 
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
-    """The leaves of ``params`` and ``other``, paired: one structure, one shape per pair."""
+    """The leaves of ``params`` and ``other``, paired: one structure, one shape per pair;
+    params float32 or float64, the others through the dtype policy (integers as float64)."""
     ps, os = tree.paired_leaves(params, other)
     for i, (p, o) in enumerate(zip(ps, os, strict=True)):
         if type(p) is not np.ndarray or type(o) is not np.ndarray or p.shape != o.shape:
             _explain(params, other, what, i)
+        if p.dtype not in validation.FLOAT_SET:
+            where = tree.leaves_with_paths(params)[i][0]
+            raise DTypeError(f"params must be float32 or float64 arrays, got {p.dtype}", where)
         if o.dtype not in validation.FLOAT_SET:
-            validation.floating(o, "optimizer", what)
+            try:
+                os[i] = validation.floating(o, "optimizer", what)
+            except LocatedError as e:
+                raise e.within(tree.leaves_with_paths(params)[i][0]) from None
     return ps, os
 
 
@@ -258,6 +266,14 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
 
     tree.walk(check, like, tree_)
     raise StructureError(f"{owner}: the state does not fit these grads (from another network?)")
+
+
+def as_grad(g: Any) -> np.ndarray:
+    """A gradient leaf as a float array: float32 and float64 as they are, booleans,
+    integers and lists as float64, anything else a DTypeError (see fnbp.validation)."""
+    if type(g) is np.ndarray and g.dtype in validation.FLOAT_SET:
+        return g
+    return validation.floating(g, "optimizer", "grads")
 
 
 def counter(n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import bisect
 import math
 from collections.abc import Callable, Sequence
 
-from ..validation import check_callable, check_int, check_real
+from ..validation import check_callable, check_int, check_real, check_sequence
 
 __all__ = [
     "constant",
@@ -143,6 +143,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     boundaries increase strictly. (optax's ``piecewise_constant_schedule`` takes
     multiplicative scales instead of values.)
     """
+    boundaries = check_sequence("piecewise_constant", "boundaries", boundaries, "steps")
+    values = check_sequence("piecewise_constant", "values", values, "learning rates")
     bounds = [
         check_int("piecewise_constant", f"boundaries[{i}]", b, low=0)
         for i, b in enumerate(boundaries)

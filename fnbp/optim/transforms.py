@@ -8,13 +8,15 @@ arrays, so a checkpoint saves a state like any other tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 import numpy as np
 
 from .. import tree, validation
+from ..errors import DivergenceError, DTypeError
 from ..record import frozen, param
 from . import _leaf
 from .base import EmptyState, Leaves, Optimizer, counter, expect_state, state_leaves, transform
@@ -44,13 +46,31 @@ def _rebuilt(like: Any, leaves: Leaves) -> Any:
 
 
 def _zeros(params: Any) -> Any:
-    """Read-only zeros shaped like ``params`` (float64 for non-float leaves)."""
+    """Read-only zeros shaped like ``params``, whose leaves must be float32 or float64."""
 
     def zeros(p: Any) -> np.ndarray:
         dtype = np.asarray(p).dtype
-        return frozen(np.zeros(np.shape(p), dtype if dtype.kind in "fc" else np.float64))
+        if dtype not in validation.FLOAT_SET:
+            raise DTypeError(f"optimizer.init: params must be float32 or float64, got {dtype}")
+        return frozen(np.zeros(np.shape(p), dtype))
 
     return tree.map(zeros, params)
+
+
+@contextlib.contextmanager
+def _finite(owner: str) -> Iterator[None]:
+    """Turn an overflow or a 0/0 in a moment update into a DivergenceError with advice:
+    float32 grads above ~1.8e19 have squares float32 cannot hold, and a second moment
+    of inf would silently make that parameter's updates 0 forever."""
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        try:
+            yield
+        except FloatingPointError as e:
+            raise DivergenceError(
+                f"{owner}: the moments overflowed or divided 0 by 0 ({e}); the grads are "
+                "too large for their dtype: clip them (fb.optim.clip_by_global_norm) or use "
+                "a smaller learning rate (and eps > 0 if grads can be exactly 0)"
+            ) from None
 
 
 @attrs.frozen
@@ -92,7 +112,12 @@ class RssState:
 
 def _stateless(fn: Callable[[Leaves, Leaves | None], Leaves]) -> Optimizer:
     """A transform with no state: ``u = fn(g, p)`` on the leaf lists."""
-    return transform(lambda params: EmptyState(), lambda g, state, p, like: (fn(g, p), state))
+
+    def rule(g: Leaves, state: Any, p: Leaves | None, like: Any) -> tuple[Leaves, Any]:
+        expect_state(state, EmptyState, "a stateless transform")
+        return fn(g, p), state
+
+    return transform(lambda params: EmptyState(), rule)
 
 
 def _scaled(g: Leaves, factor: float) -> Leaves:
@@ -191,7 +216,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
         t = int(state.count) + 1
         m = state_leaves(state.mu, g, "scale_by_adam", like)
         v = state_leaves(state.nu, g, "scale_by_adam", like)
-        out = [_leaf.adam(*leaves, b1, b2, eps, t) for leaves in zip(g, m, v, strict=True)]
+        with _finite("scale_by_adam"):
+            out = [_leaf.adam(*leaves, b1, b2, eps, t) for leaves in zip(g, m, v, strict=True)]
         mu = _rebuilt(state.mu, [o[1] for o in out])
         nu = _rebuilt(state.nu, [o[2] for o in out])
         return [o[0] for o in out], AdamState(mu, nu, counter(t))
@@ -215,7 +241,8 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
     def rule(g: Leaves, state: RmsState, p: Any, like: Any) -> tuple[Leaves, RmsState]:
         expect_state(state, RmsState, "scale_by_rms")
         v = state_leaves(state.nu, g, "scale_by_rms", like)
-        out = [_leaf.rms(gi, vi, decay, eps) for gi, vi in zip(g, v, strict=True)]
+        with _finite("scale_by_rms"):
+            out = [_leaf.rms(gi, vi, decay, eps) for gi, vi in zip(g, v, strict=True)]
         return [u for u, _ in out], RmsState(_rebuilt(state.nu, [v for _, v in out]))
 
     return transform(lambda params: RmsState(_zeros(params)), rule)
@@ -235,7 +262,8 @@ def scale_by_rss(eps: float = 1e-8) -> Optimizer:
     def rule(g: Leaves, state: RssState, p: Any, like: Any) -> tuple[Leaves, RssState]:
         expect_state(state, RssState, "scale_by_rss")
         s = state_leaves(state.sum_of_squares, g, "scale_by_rss", like)
-        out = [_leaf.adagrad(gi, si, eps) for gi, si in zip(g, s, strict=True)]
+        with _finite("scale_by_rss"):
+            out = [_leaf.adagrad(gi, si, eps) for gi, si in zip(g, s, strict=True)]
         return [u for u, _ in out], RssState(_rebuilt(state.sum_of_squares, [s for _, s in out]))
 
     return transform(lambda params: RssState(_zeros(params)), rule)

@@ -205,3 +205,78 @@ def test_relu_forward_on_a_non_contiguous_float32_view():
     x.setflags(write=False)
     assert np.array_equal(fb.ReLU().forward(x), np.maximum(x, 0))
     assert np.array_equal(fb.ReLU().forward(x.T), np.maximum(x.T, 0))
+
+
+# ---------------------------------------------------------------- 0-d and non-array inputs
+
+ELEMENTWISE = [
+    fb.Identity(),
+    fb.Sigmoid(),
+    fb.Tanh(),
+    fb.ReLU(),
+    fb.LeakyReLU(0.1),
+    fb.Softplus(),
+    fb.GELU(),
+    fb.GELU(approximate="tanh"),
+    fb.ELU(),
+    fb.SiLU(),
+]
+
+
+@pytest.mark.parametrize("layer", ELEMENTWISE, ids=lambda layer: repr(layer))
+@pytest.mark.parametrize("x", [0.5, np.float64(-0.5), np.array(2.0), 3], ids=str)
+def test_elementwise_activations_take_a_0d_input(layer, x):
+    """A 0-d input (a number) gives a 0-d output and gradient, as for any other shape."""
+    y, pullback = fb.vjp(layer, x)
+    g_x, _ = pullback(np.float64(1.0))
+    y1, pullback1 = fb.vjp(layer, np.array([x], dtype=np.float64))
+    assert type(y) is np.ndarray and y.shape == () and g_x.shape == ()
+    assert y == y1[0] and g_x == pullback1(np.ones(1))[0][0]
+
+
+@pytest.mark.parametrize("layer", [fb.Softmax(), fb.LogSoftmax()], ids=repr)
+@pytest.mark.parametrize("x", [np.float64(1.0), np.ones((3, 0))], ids=["0-d", "no classes"])
+def test_the_softmax_family_needs_a_class_axis(layer, x):
+    with pytest.raises(fb.ShapeError, match=r"works along the last axis .* needs at least one"):
+        fb.forward(layer, x)
+
+
+@pytest.mark.parametrize("layer", [fb.Sigmoid(), fb.Softmax(), fb.ReLU()], ids=repr)
+def test_several_inputs_are_not_stacked(layer):
+    with pytest.raises(fb.StructureError, match="input must be one array, got a tuple"):
+        fb.forward(layer, (np.ones((2, 3)), np.ones((2, 3))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", [fb.Softmax(), fb.LogSoftmax()], ids=repr)
+def test_rows_spanning_the_whole_float_range_stay_finite_and_silent(layer, dtype):
+    big = np.finfo(dtype).max
+    x = np.array([[big, -big, 0.0], [-big, -big, -big]], dtype)
+    with np.errstate(all="raise"):
+        y, pullback = fb.vjp(layer, x)
+        g_x, _ = pullback(np.ones_like(x))
+    assert np.isfinite(y).all() and np.isfinite(g_x).all()
+    np.testing.assert_allclose(fb.Softmax().forward(x), [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+# ---------------------------------------------------------------- tails and the float edges
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_silu_are_exact_in_the_far_tail(dtype):
+    sigmoid_minus_40 = 4.248354255291589e-18  # 1 / (1 + e^40), to 16 digits
+    rtol = 4 * np.finfo(dtype).eps
+    x = np.array([-40.0, 40.0], dtype)
+    np.testing.assert_allclose(fb.forward(fb.Sigmoid(), x), [sigmoid_minus_40, 1.0], rtol=rtol)
+    np.testing.assert_allclose(fb.forward(fb.SiLU(), x), [-40 * sigmoid_minus_40, 40.0], rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", ELEMENTWISE, ids=lambda layer: repr(layer))
+def test_the_float_edges_give_finite_values_and_gradients_silently(layer, dtype):
+    big = np.finfo(dtype).max
+    x = np.array([-big, -1e30, -1000.0, -88.0, 0.0, 88.0, 1000.0, 1e30, big], dtype)
+    with np.errstate(all="raise", under="ignore"):
+        y, pullback = fb.vjp(layer, x)
+        g_x, _ = pullback(np.ones_like(x))
+    assert y.dtype == dtype and np.isfinite(y).all() and np.isfinite(g_x).all()

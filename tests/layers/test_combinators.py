@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -475,3 +476,50 @@ def test_combine_is_static_and_part_of_the_structure():
         fb.tree.assert_same_structure(a, fb.Parallel((fb.Identity(),)))
     paths = [p for p, _ in fb.tree.leaves_with_paths(fb.Residual(residual_mlp()))]
     assert paths == [f"f.f.layers[{i}].{n}" for i in (0, 2) for n in "Wb"]
+
+
+# ---------------------------------------------------------------- a custom layer's bad pullback
+
+
+@attrs.frozen
+class _BadPullback(fb.Layer):
+    """The identity, whose pullback returns something wrong (``kind`` says what)."""
+
+    kind: str = fb.static()
+
+    def vjp(self, x, need_g_x=True):
+        def pullback(g):
+            return {
+                "shape": (g[:1], self),
+                "tuple": ((g, g), self),
+                "none": (None, self),
+                "single": g,
+                "swapped": (self, g),
+            }[self.kind]
+
+        return x, pullback
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "match"),
+    [
+        ("shape", fb.ShapeError, r"returned g_x of shape \(1, 3\) for input \(4, 3\)"),
+        ("tuple", fb.StructureError, "g_x does not match the input"),
+        ("none", fb.StructureError, "returned no g_x for a floating-point input"),
+        ("single", fb.StructureError, r"must return a pair \(g_x, grads\)"),
+        ("swapped", fb.StructureError, r"are g_x and grads swapped\?"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("wrap", "where"),
+    [
+        (lambda bad: fb.Serial((fb.Tanh(), bad, fb.Tanh())), "layers[1]"),
+        (lambda bad: fb.Serial((fb.Tanh(), fb.Residual(bad))), "layers[1].f"),
+        (lambda bad: fb.Parallel((fb.Tanh(), bad), combine="sum"), "branches[1]"),
+    ],
+    ids=["Serial", "Residual", "Parallel"],
+)
+def test_a_bad_custom_pullback_is_caught_where_it_happens(kind, error, match, wrap, where):
+    net = wrap(_BadPullback(kind))
+    with pytest.raises(error, match=re.escape(where) + ": the pullback of _BadPullback.*" + match):
+        fb.backward(net, np.ones((4, 3)), np.ones((4, 3)))

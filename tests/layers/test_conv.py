@@ -377,7 +377,7 @@ def test_errors_inside_serial_name_the_layer():
 def test_inconsistent_params_are_reported():
     with pytest.raises(fb.ShapeError, match=r"W \(2, 2, 1\).*b \(1,\)"):
         fb.forward(fb.Conv2D(np.ones((2, 2, 1)), np.ones(1)), np.zeros((1, 3, 3, 1)))
-    with pytest.raises(fb.ShapeError, match="one dtype"):
+    with pytest.raises(fb.DTypeError, match=r"one dtype.*W float64, b float32"):
         fb.forward(fb.Conv1D(np.ones((2, 1, 1)), np.ones(1, np.float32)), np.zeros((1, 3, 1)))
 
 
@@ -463,3 +463,11 @@ def test_cnn_trains_and_errors_name_the_layer(make, labels):
         assert fb.forward(net, x).dtype == dtype and net.layers[0].W.dtype == dtype
     with pytest.raises(fb.ShapeError, match=r"^layers\[0\]: Conv2D expects .*\(N, H, W, 1\)"):
         fb.forward(net, make(16, 6, 6))
+
+
+@pytest.mark.parametrize("cls", [fb.Conv1D, fb.Conv2D])
+def test_a_stride_or_kernel_beyond_max_elements_is_refused(cls):
+    with pytest.raises(ValueError, match=r"stride must be an int in \[1, 2,147,483,648\]"):
+        cls.init(fb.random.key(0), 1, 1, 2, stride=2**64)
+    with pytest.raises(ValueError, match="kernel_size must be an int >= 1"):
+        cls.init(fb.random.key(0), 1, 1, 0)

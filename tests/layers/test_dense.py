@@ -181,7 +181,7 @@ def test_inconsistent_params_are_reported(make):
     with pytest.raises(fb.ShapeError, match=r"W \(3, 2\).*b \(4,\)"):
         fb.forward(bad, make(1, 3))
     mixed = fb.Dense(np.ones((3, 2)), np.ones(2, np.float32))
-    with pytest.raises(fb.ShapeError, match="one dtype"):
+    with pytest.raises(fb.DTypeError, match=r"one dtype.*W float64, b float32"):
         fb.forward(mixed, make(1, 3))
 
 
@@ -214,3 +214,53 @@ def test_integer_and_boolean_inputs_are_cast(dtype, x_dtype):
     np.testing.assert_allclose(y, x.astype(dtype) @ layer.W + layer.b, rtol=1e-6)
     g_x, grads = fb.backward(layer, x, np.ones((4, 1)))
     assert g_x.dtype == grads.W.dtype == dtype
+
+
+# ---------------------------------------------------------------- bad records and arguments
+
+
+def test_a_dense_without_arrays_is_a_structure_error():
+    with pytest.raises(fb.StructureError, match="Dense needs W to be an array, got None"):
+        fb.forward(fb.Dense(None, None), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("W", [np.ones((3, 2), int), [[1, 2]] * 3], ids=["int array", "int lists"])
+def test_a_dense_from_integers_is_a_dtype_error(W):
+    with pytest.raises(fb.DTypeError, match="Dense: W must be a float32 or float64 array"):
+        fb.Dense(W, np.zeros(2))
+
+
+def test_a_dense_from_float_lists_and_read_only_views_is_copied():
+    layer = fb.Dense([[1.0, 2.0]] * 3, [0.0, 0.0])
+    assert layer.W.dtype == np.float64 and not layer.W.flags.writeable
+    base = np.ones((3, 2))
+    view = base.view()
+    view.flags.writeable = False
+    layer = fb.Dense(view, np.zeros(2))
+    base[0, 0] = 7.0  # the caller can still write through base: the record kept a copy
+    assert layer.W[0, 0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"dtype": None}, fb.DTypeError, "Dense.init: dtype must be float32 or float64, got None"),
+        ({"dtype": np.float16}, fb.DTypeError, "got float16"),
+        ({"init": np.float16}, ValueError, "unknown initializer"),
+        ({"init": [2, 3]}, ValueError, "unknown initializer"),
+        ({"init": lambda k, s, d: np.ones((2, 2), d)}, fb.ShapeError, r"returned shape \(2, 2\)"),
+        ({"init": lambda k, s, d: np.ones(s)}, fb.DTypeError, "returned dtype float64 for float32"),
+    ],
+    ids=["dtype None", "float16", "init a class", "init a list", "init shape", "init dtype"],
+)
+def test_dense_init_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fb.Dense.init(fb.random.key(0), 3, 4, **kwargs)
+
+
+def test_an_empty_batch_with_leading_axes():
+    layer = fb.Dense.init(fb.random.key(0), 3, 2)
+    y, pullback = fb.vjp(layer, np.ones((0, 4, 3), np.float32))
+    g_x, grads = pullback(np.ones((0, 4, 2), np.float32))
+    assert y.shape == (0, 4, 2) and g_x.shape == (0, 4, 3)
+    assert not grads.W.any() and not grads.b.any()

@@ -369,3 +369,15 @@ def test_checkpoint_round_trips_the_batchnorm_state(tmp_path):
     assert int(loaded.epoch) == 2
     x, _ = _data()
     np.testing.assert_array_equal(fb.predict(loaded, x), fb.predict(ts, x))
+
+
+@pytest.mark.parametrize("cls", [fb.LayerNorm, fb.BatchNorm])
+def test_a_huge_number_of_features_is_refused_before_allocating(cls):
+    with pytest.raises(ValueError, match="gamma and beta would need"):
+        cls.init(2**40)
+
+
+def test_params_of_two_dtypes_are_a_dtype_error():
+    layer = fb.LayerNorm(np.ones(3, np.float32), np.zeros(3))
+    with pytest.raises(fb.DTypeError, match="LayerNorm needs parameters of one dtype"):
+        fb.forward(layer, np.ones((2, 3)))

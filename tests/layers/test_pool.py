@@ -272,3 +272,19 @@ def test_no_floating_point_signals(rng):
         for layer in (fb.MaxPool2D(2, padding="same"), fb.AvgPool2D(2, padding="same")):
             y = fb.forward(layer, x)
             fb.backward(layer, x, np.ones(y.shape))
+
+
+def test_global_pooling_over_no_positions_is_a_shape_error():
+    with pytest.raises(fb.ShapeError, match="at least one spatial position, got"):
+        fb.forward(fb.GlobalAvgPool(), np.ones((2, 0, 3, 4)))
+    y, pullback = fb.vjp(fb.GlobalAvgPool(), np.ones((0, 2, 3, 4)))  # an empty batch is fine
+    assert y.shape == (0, 4) and pullback(np.ones((0, 4)))[0].shape == (0, 2, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "layer", [fb.MaxPool2D(10**6, padding="same"), fb.AvgPool1D(10**9, padding="same")], ids=repr
+)
+def test_a_huge_window_with_same_padding_is_refused_before_allocating(layer):
+    x = np.ones((1, 4, 4, 1)) if isinstance(layer, fb.MaxPool2D) else np.ones((2, 4, 3))
+    with pytest.raises(ValueError, match=r"the padded input would need .* refusing to allocate"):
+        fb.forward(layer, x)

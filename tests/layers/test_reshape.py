@@ -92,3 +92,14 @@ def test_reshape_errors():
     for bad in [(2, -1, -1), (0, 3), (2.5,), "ab", (True, 2)]:
         with pytest.raises(ValueError, match="at most one -1"):
             fb.Reshape(bad)
+
+
+@pytest.mark.parametrize("x", [(np.ones((2, 3)),), {"a": np.ones((2, 3))}, None])
+def test_flatten_of_a_tree_is_a_structure_error(x):
+    with pytest.raises(fb.StructureError, match="Flatten expects one array"):
+        fb.forward(fb.Flatten(), x)
+
+
+def test_flatten_of_an_empty_batch():
+    y, pullback = fb.vjp(fb.Flatten(), np.ones((0, 2, 3)))
+    assert y.shape == (0, 6) and pullback(np.ones((0, 6)))[0].shape == (0, 2, 3)

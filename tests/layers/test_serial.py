@@ -326,3 +326,15 @@ def test_a_layer_that_does_not_hand_over_keeps_its_output():
     fresh = Kept()
     fb.forward(fb.Serial((fresh, fb.ReLU())), np.array([[-1.0, 2.0]]))
     assert np.array_equal(fresh.made[0], [[-1.0, 2.0]])
+
+
+@pytest.mark.parametrize("sizes", [[2, 10**12, 1], [2, 2**40]])
+def test_mlp_of_huge_sizes_is_refused_before_allocating(sizes):
+    with pytest.raises(ValueError, match=r"Dense.init: W would need .* refusing to allocate"):
+        fb.mlp(fb.random.key(0), sizes)
+
+
+@pytest.mark.parametrize("sizes", [[2, 0, 1], [2, 1.5], "23", [2]])
+def test_mlp_sizes_are_checked(sizes):
+    with pytest.raises(ValueError, match=r"mlp: sizes|Dense.init: (in|out)_size"):
+        fb.mlp(fb.random.key(0), sizes)

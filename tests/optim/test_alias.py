@@ -234,3 +234,10 @@ def test_eps_is_added_outside_the_square_root(make, denominator):
     (p1,), _ = run(make(), pair(P), [pair(G1)])
     expected = [p - LR * g / denominator(g) for p, g in zip(p0, g1, strict=True)]
     assert flat(p1) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("momentum", [None, [], np.ones(2), 1.0, -0.1, "a"], ids=repr)
+@pytest.mark.parametrize("make", [optim.sgd, optim.rmsprop])
+def test_momentum_is_checked_before_it_is_used(make, momentum):
+    with pytest.raises(ValueError, match=r"momentum must be a finite real number in \[0, 1\)"):
+        make(0.1, momentum=momentum)

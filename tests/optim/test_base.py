@@ -263,3 +263,40 @@ def test_step_never_writes_into_grads_state_or_params():
         held = {id(a) for a in fb.tree.leaves((grads, new_state))}
         assert not held & {id(a) for a in fb.tree.leaves(new)}
         assert all(not a.flags.writeable for a in fb.tree.leaves((new, new_state)))
+
+
+# ---------------------------------------------------------------- bad grads, params and states
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_integer_grads_are_taken_as_float64(name):
+    opt = OPTIMIZERS[name]()
+    params = {"w": np.ones(3)}
+    new, _ = optim.step(opt, params, {"w": np.ones(3, int)}, opt.init(params))
+    assert new["w"].dtype == np.float64 and np.isfinite(new["w"]).all()
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", [np.float16, complex, object, "U3"], ids=str)
+def test_grads_of_other_dtypes_are_a_dtype_error(name, dtype):
+    opt = OPTIMIZERS[name]()
+    params = {"w": np.ones(3)}
+    with pytest.raises(fb.DTypeError, match=r"\['w'\].* must be numeric"):
+        optim.step(opt, params, {"w": np.ones(3).astype(dtype)}, opt.init(params))
+
+
+def test_integer_params_are_a_dtype_error():
+    with pytest.raises(fb.DTypeError, match="params must be float32 or float64"):
+        optim.apply_updates({"w": np.ones(2, int)}, {"w": np.ones(2)})
+    with pytest.raises(fb.DTypeError, match=r"optimizer.init: params must be float32 or float64"):
+        optim.adam(0.1).init({"w": np.ones(2, int)})
+
+
+@pytest.mark.parametrize(
+    ("made_by", "used_with"), [("adam", "sgd"), ("sgd", "adam"), ("momentum", "rmsprop")]
+)
+def test_a_state_from_another_optimizer_is_a_structure_error(made_by, used_with):
+    params = {"w": np.ones(3)}
+    state = OPTIMIZERS[made_by]().init(params)
+    with pytest.raises(fb.StructureError, match=r"states? .*from its own init"):
+        optim.step(OPTIMIZERS[used_with](), params, {"w": np.ones(3)}, state)

@@ -104,3 +104,15 @@ def test_bad_steps(sched):
         sched(-1)
     with pytest.raises(ValueError, match="step must be an integer"):
         sched(1.5)
+
+
+@pytest.mark.parametrize(("boundaries", "values"), [(5, [0.1, 0.2]), ([5], 0.1), ("ab", [1, 2, 3])])
+def test_piecewise_constant_needs_sequences(boundaries, values):
+    with pytest.raises(ValueError, match=r"piecewise_constant: .* must be a list or tuple"):
+        S.piecewise_constant(boundaries, values)
+
+
+def test_exponential_growth_is_refused_where_it_overflows():
+    with pytest.raises(ValueError, match="overflows at step 1000000"):
+        S.exponential_decay(0.1, 1.5, 1)(10**6)
+    assert S.exponential_decay(0.1, 0.5, 1)(10**6) == 0.0

@@ -158,3 +158,21 @@ def test_states_are_readonly_records():
 def test_bad_schedule_type():
     with pytest.raises(ValueError, match="schedule must be a function of the step"):
         optim.scale_by_schedule(0.1)
+
+
+@pytest.mark.parametrize("make", [optim.scale_by_adam, optim.scale_by_rms, optim.scale_by_rss])
+def test_a_second_moment_that_overflows_is_a_divergence_not_a_frozen_parameter(make):
+    """float32 grads of 1e30 have squares float32 cannot hold: the moment would be inf and
+    the update 0 forever after, silently."""
+    opt = make()
+    params = {"w": np.ones(3, np.float32)}
+    with pytest.raises(fb.DivergenceError, match=r"moments overflowed .*clip_by_global_norm"):
+        opt.update({"w": np.full(3, 1e30, np.float32)}, opt.init(params), params)
+
+
+def test_clipping_huge_float32_grads_keeps_their_direction():
+    opt = optim.clip_by_global_norm(1.0)
+    g = {"w": np.full(4, 1e30, np.float32)}
+    u, _ = opt.update(g, opt.init(g))
+    np.testing.assert_allclose(u["w"], 0.5, rtol=1e-6)
+    assert u["w"].dtype == np.float32
