@@ -117,7 +117,8 @@ from .layers import (
     transformer_block,
     transformer_lm,
 )
-from .layers.recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
+from .layers.cells import GRUCell, LSTMCell, RNNCell
+from .layers.recurrent import Bidirectional, Recurrent
 from .losses import (
     BinaryCrossEntropy,
     BinaryCrossEntropyOfSigmoid,

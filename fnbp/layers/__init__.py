@@ -14,6 +14,7 @@ from .activations import (
     Tanh,
 )
 from .attention import Attention, MultiHeadAttention, attention, attention_vjp
+from .cells import GRUCell, LSTMCell, RNNCell
 from .combinators import Parallel, Residual
 from .conv import Conv1D, Conv2D
 from .dense import Dense
@@ -22,7 +23,7 @@ from .embedding import Embedding
 from .norm import BatchNorm, BatchNormState, LayerNorm
 from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 from .positional import PositionalEmbedding, SinusoidalPositions
-from .recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell
+from .recurrent import Bidirectional, Recurrent
 from .reshape import Flatten, Reshape
 from .serial import Serial, mlp
 from .transformer import transformer_block, transformer_lm
