@@ -111,9 +111,12 @@ def _param_converter(kind: str) -> attrs.Converter:
 
 
 def array_repr(a: Any) -> str:
-    """A short description of an array field: ``float32(784, 256)`` -- never the numbers."""
+    """A short description of an array field: ``float32(784, 256)`` -- never the numbers,
+    except for a 0-d array (a step counter), which shows its value."""
     if a is None:
         return "None"
+    if np.ndim(a) == 0:
+        return repr(np.asarray(a).item())
     return f"{np.asarray(a).dtype}{tuple(np.shape(a))}"
 
 

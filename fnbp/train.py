@@ -31,7 +31,7 @@ from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
 from .optim import Optimizer, step
-from .record import frozen, param
+from .record import frozen, nested_repr, param
 
 __all__ = ["FUSIONS", "TrainState", "fused_loss", "value_and_grad", "train_step", "batches"]
 
@@ -133,6 +133,12 @@ class TrainState:
         """The state before any step: ``optimizer.init(params)``, ``init_state(params)``."""
         validation.check_optimizer("TrainState.create", optimizer)
         return cls(params, optimizer.init(params), init_state(params))
+
+    def __repr__(self) -> str:
+        parts = [f"params={self.params!r}", f"opt_state={self.opt_state!r}"]
+        parts.append(f"model_state={self.model_state!r}")
+        parts += [f"{name}={int(getattr(self, name))}" for name in ("step", "epoch", "epoch_step")]
+        return nested_repr("TrainState", parts)
 
 
 def train_step(

@@ -34,6 +34,16 @@ def test_nested_combinators_are_indented_and_hyperparameters_shown():
     assert repr(fb.LeakyReLU(0.2)) == "LeakyReLU(slope=0.2)"
 
 
+def test_a_train_state_reads_as_its_parts_with_counters_as_numbers():
+    ts = fb.TrainState.create(fb.mlp(fb.random.key(0), [2, 3, 1]), fb.optim.adam(0.1))
+    text = repr(fb.replace(ts, step=np.int64(12), epoch=np.int64(3)))
+    lines = text.splitlines()
+    assert lines[0] == "TrainState(" and lines[-1] == ")"
+    assert "  params=Serial(Dense(2 -> 3), ReLU(), Dense(3 -> 1), Identity())," in lines
+    assert "  step=12," in lines and "  epoch=3," in lines and "  epoch_step=0," in lines
+    assert "count=0" in text and "array(" not in text
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_no_repr_dumps_an_array(case):
     text = repr(case.layer(np.dtype(np.float64)))
