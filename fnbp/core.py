@@ -82,6 +82,7 @@ __all__ = [
     "as_input",
     "split_context",
     "check_layer",
+    "is_layer",
     "hands_over",
     "takes_over",
     "watched",
@@ -359,6 +360,11 @@ def init_state(net: Any) -> Any:
 
 
 _LAYER_CLASSES: set[type] = set()  # classes seen to be layers: records are rebuilt every step
+
+
+def is_layer(layer: Any) -> bool:
+    """Whether ``layer``'s class is one :func:`check_layer` has accepted before (cheap)."""
+    return type(layer) in _LAYER_CLASSES
 
 
 def check_layer(layer: Any, owner: str, where: str) -> Any:

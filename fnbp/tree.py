@@ -410,6 +410,15 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
         out_a.append(a)
         out_b.append(b)
         return
+    if a is b:  # one object (a parameter-free layer is its own gradient): one structure
+        n = len(out_a)
+        _collect(a, out_a)
+        out_b.extend(out_a[n:])
+        return
+    if type(b) is cls and _is_record(cls) and not record_fields(cls)[1]:
+        for name in record_fields(cls)[0]:  # a record without static fields: its class says all
+            _pair_child(getattr(a, name), getattr(b, name), out_a, out_b, name)
+        return
     if (
         type(b) is not cls
         or cls is dict

@@ -19,6 +19,7 @@ from ..core import (
     check_layer,
     hands_over,
     init_state,
+    is_layer,
     split_context,
     takes_over,
     watched,
@@ -32,6 +33,8 @@ __all__ = ["Serial", "mlp"]
 
 
 def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
+    if type(layers) is tuple and all(is_layer(layer) for layer in layers):
+        return layers  # the common case, and every rebuild of a Serial in a step
     layers = validation.check_sequence("Serial", "layers", layers, "layers")
     for i, layer in enumerate(layers):
         check_layer(layer, "Serial", f"layers[{i}]")
