@@ -7,6 +7,13 @@ round to round -- so slow drifts of a shared machine hit all of them alike.
 Ratios are taken pair by pair within a round (:func:`pair_ratios`) and
 summarised by their median and min-max (:class:`Summary`).
 
+Layer benchmarks (conv, recurrent, attention) share :func:`report_cases`: each
+case's correctness line, then its contenders timed in repetitions of about
+``--target-ms`` (:func:`calibrate`, :func:`repeated`) and its fractions
+``t_part / t_whole`` within each round. The notebook baselines share the
+teaching notebook's classes (:class:`NotebookLayer`, :class:`NotebookDense`,
+:class:`NotebookNetwork`).
+
 Everything here needs only the standard library and numpy; threadpoolctl,
 scikit-learn and torch are looked up when present and reported as absent
 otherwise.
@@ -59,6 +66,24 @@ __all__ = [
     "blas_threads",
     "load_average",
     "clock_name",
+    "start_report",
+    "end_report",
+    "repeated",
+    "calibrate",
+    "time_shares",
+    "g_x_shares",
+    "fnbp_shares",
+    "g_x_pair",
+    "LayerCase",
+    "layer_note",
+    "pass_rows",
+    "pass_headers",
+    "report_cases",
+    "fmt_ms",
+    "rel_error",
+    "NotebookLayer",
+    "NotebookDense",
+    "NotebookNetwork",
 ]
 
 
@@ -132,11 +157,181 @@ def interleave(
     return times
 
 
+def repeated(fn: Callable[[], object], inner: int) -> Callable[[], None]:
+    """A callable running ``fn`` ``inner`` times: one repetition."""
+
+    def run() -> None:
+        for _ in range(inner):
+            fn()
+
+    return run
+
+
+def calibrate(fn: Callable[[], object], target_s: float) -> int:
+    """Calls per repetition so that one repetition takes about ``target_s`` (wall clock)."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return max(1, round(target_s / max(time.perf_counter() - t0, 1e-9)))
+
+
 def pair_ratios(num: Sequence[float], den: Sequence[float]) -> list[float]:
     """``num[i] / den[i]`` for each round ``i`` (measurements from the same round)."""
     if len(num) != len(den):
         raise ValueError(f"pair_ratios: {len(num)} vs {len(den)} measurements")
     return [a / b for a, b in zip(num, den, strict=True)]
+
+
+def time_shares(
+    contenders: Mapping[str, Callable[[], object]],
+    shares: Mapping[str, tuple[str, str]],
+    *,
+    repeats: int,
+    warmup: int,
+    target_s: float,
+) -> dict[str, Any]:
+    """Interleaved repetitions of ``inner`` calls each, ``inner`` calibrated on the first
+    contender to take about ``target_s``: ms per call of every contender, and each
+    fraction ``name: (part, whole)`` of ``shares`` as ``t_part / t_whole`` pairwise."""
+    inner = calibrate(next(iter(contenders.values())), target_s)
+    times = interleave(
+        {k: repeated(f, inner) for k, f in contenders.items()}, repeats=repeats, warmup=warmup
+    )
+    ms = {k: Summary.of([1e3 * t / inner for t in v]) for k, v in times.items()}
+    share = {
+        name: Summary.of(pair_ratios(times[part], times[whole]))
+        for name, (part, whole) in shares.items()
+    }
+    return {"inner": inner, "times": times, "ms": ms, "share": share}
+
+
+def g_x_pair(name: str, fn: Callable[[bool], object]) -> dict[str, Callable[[], object]]:
+    """Contenders ``name`` (``fn(True)``, input gradient included) and ``"{name}, no g_x"``
+    (``fn(False)``)."""
+    return {name: lambda: fn(True), f"{name}, no g_x": lambda: fn(False)}
+
+
+class LayerCase:
+    """A layer benchmark's case: ``layer``, its input ``x`` and cotangent ``g_y``.
+
+    Subclasses set those and ``label``, and define ``parts()`` (the contenders beside
+    fnbp's pass) and ``check()`` (the text of a correctness line, raising on a mismatch).
+    """
+
+    layer: Any
+    x: np.ndarray
+    g_y: np.ndarray
+    label: str
+
+    def fnbp(self, need_g_x: bool) -> tuple:
+        """One forward + backward pass: ``layer.vjp(x)``, then ``pullback(g_y)``."""
+        _, pullback = self.layer.vjp(self.x, need_g_x)
+        return pullback(self.g_y)
+
+    def parts(self) -> dict[str, Callable[[], object]]:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        raise NotImplementedError
+
+    def contenders(self) -> dict[str, Callable[[], object]]:
+        """fnbp's pass with and without ``g_x`` (the first calibrates), then ``parts()``."""
+        return {**g_x_pair("fnbp", self.fnbp), **self.parts()}
+
+
+def g_x_shares(part: str, key: str | None = None) -> dict[str, tuple[str, str]]:
+    """The fractions of fnbp's pass, with and without the input gradient, that contender
+    ``part`` (and ``"{part}, no g_x"``) takes, for :func:`time_shares`: ``key`` (default
+    ``part``) is ``part / fnbp``, ``"{key}, no g_x"`` is the same without ``g_x``."""
+    key = key or part
+    return {key: (part, "fnbp"), f"{key}, no g_x": (f"{part}, no g_x", "fnbp, no g_x")}
+
+
+def fnbp_shares(*parts: str) -> dict[str, tuple[str, str]]:
+    """The fraction of fnbp's pass (with ``g_x``) that each contender of ``parts`` takes."""
+    return {part: (part, "fnbp") for part in parts}
+
+
+def report_cases(
+    title: str,
+    intro: str,
+    cases: Mapping[str, Any],
+    shares: Mapping[str, tuple[str, str]],
+    rows: Callable[[Any, dict[str, Any]], list[list[str]]],
+    headers: Sequence[str],
+    args: argparse.Namespace,
+) -> int:
+    """A layer benchmark's report: :func:`start_report` with ``title`` and ``intro``,
+    ``Correctness, {case.check()}`` for every case, then
+    :func:`time_shares` of ``case.contenders()`` (the whole, ``"fnbp"``, first), the
+    table of ``rows(case, result)`` and :func:`end_report` with the results by the keys
+    of ``cases``. Returns the exit status, 0."""
+    start_report(title, intro)
+    for case in cases.values():
+        print(f"Correctness, {case.check()}")
+    print(flush=True)
+    results, table = {}, []
+    for key, case in cases.items():
+        results[key] = r = time_shares(
+            case.contenders(),
+            shares,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            target_s=args.target_s,
+        )
+        table += rows(case, r)
+    print(markdown_table(headers, table))
+    end_report(args.json, {"dtype": args.dtype, "results": results})
+    return 0
+
+
+def pass_headers(part: str, *rest: str) -> list[str]:
+    """The columns of :func:`pass_rows`' table: those it fills, then ``rest``."""
+    return ["case", "pass", "fnbp ms", f"{part} alone ms", f"{part} / fnbp", *rest]
+
+
+def pass_rows(
+    label: str,
+    r: Mapping[str, Any],
+    part: str,
+    with_g_x: Sequence[str],
+    no_g_x: Sequence[str],
+    digits: int = 1,
+) -> list[list[str]]:
+    """A layer case's two table rows, with and without ``g_x``: label, pass, fnbp's ms,
+    contender ``part``'s ms and its fraction ``part / fnbp`` (from :func:`time_shares`'s
+    result ``r``; the fractions keyed as by :func:`g_x_shares`), then the cells given."""
+    ms, share = r["ms"], r["share"]
+    out = []
+    for first, name, suffix, rest in (
+        (label, "with g_x", "", with_g_x),
+        ("", "no g_x", ", no g_x", no_g_x),
+    ):
+        out.append([
+            first,
+            name,
+            fmt_ms(ms["fnbp" + suffix], digits),
+            fmt_ms(ms[part + suffix], digits),
+            fmt_pct(share[part + suffix]),
+            *rest,
+        ])  # fmt: skip
+    return out
+
+
+def layer_note(args: argparse.Namespace) -> str:
+    """What a layer benchmark's call is and how its repetitions were timed."""
+    return (
+        "one call is `layer.vjp(x)` + `pullback(g_y)`. "
+        f"{args.repeats} interleaved repetitions after {args.warmup} warm-up, each about "
+        f"{1e3 * args.target_s:.0f} ms of calls; ms per call, median (min-max); fractions "
+        "are pairwise within a round"
+    )
+
+
+def rel_error(a: np.ndarray | float, b: np.ndarray | float) -> float:
+    """``max |a - b| / max |b|``, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -154,6 +349,11 @@ def fmt_rate(s: Summary) -> str:
 def fmt_us(s: Summary) -> str:
     """Microseconds with one decimal."""
     return _spread(s, lambda v: f"{v:.1f}")
+
+
+def fmt_ms(s: Summary, digits: int = 1) -> str:
+    """Milliseconds with ``digits`` decimals: ``12.3 (12.0-13.1)``."""
+    return _spread(s, lambda v: f"{v:.{digits}f}")
 
 
 def fmt_ratio(s: Summary) -> str:
@@ -315,6 +515,102 @@ def facts_markdown(facts: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def start_report(title: str, intro: str | None = None) -> None:
+    """The report's heading, the machine facts and the ``intro`` paragraph, in markdown."""
+    print(f"# {title}\n")
+    print(facts_markdown(machine_facts()), "\n")
+    if intro is not None:
+        print(intro + "\n")
+
+
+def end_report(path: Path | None, payload: Mapping[str, Any]) -> None:
+    """The load average at the end; the machine facts and ``payload`` to ``path`` (if given)."""
+    print(f"\nLoad average at the end: {load_average()}")
+    write_json(path, {"facts": machine_facts(), **payload})
+
+
+# ----------------------------------------------------------------------------- notebook baseline
+
+
+class NotebookLayer:
+    """The teaching notebook's identity layer, the base of inheritance."""
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        return input
+
+    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+        return grad_output
+
+
+class NotebookDense(NotebookLayer):
+    """The notebook's Dense, updating its weights in place during ``backward``.
+
+    The notebook divides the weight gradient by the batch size a second time
+    (its loss gradient already carries the ``1/N``); here the loss gradient
+    carries it once, as in fnbp, so the gradients are correct. With ``asserts``
+    it checks the gradients' shapes as the notebook's code does.
+    """
+
+    def __init__(
+        self, weights: np.ndarray, biases: np.ndarray, learning_rate: float, asserts: bool = False
+    ) -> None:
+        self.weights = np.array(weights)  # writeable copies
+        self.biases = np.array(biases)
+        self.learning_rate = learning_rate
+        self.asserts = asserts
+
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        return input.dot(self.weights) + self.biases
+
+    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+        grad_input = np.dot(grad_output, self.weights.T)
+        grad_weights = np.dot(input.T, grad_output)
+        grad_biases = grad_output.sum(axis=0)
+        if self.asserts:
+            assert grad_weights.shape == self.weights.shape
+            assert grad_biases.shape == self.biases.shape
+        self.weights -= self.learning_rate * grad_weights
+        self.biases -= self.learning_rate * grad_biases
+        return grad_input
+
+
+class NotebookNetwork:
+    """The notebook's Network: stores every layer input, backward in reverse order.
+
+    Subclasses set ``self.layers`` and define ``loss(y, out)`` and its gradient
+    ``loss_prime(y, out)``; with ``asserts`` the forward pass checks its count of
+    activations as the notebook's code does.
+    """
+
+    layers: list[NotebookLayer]
+    asserts: bool = False
+
+    def loss(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def loss_prime(self, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, X: np.ndarray) -> list[np.ndarray]:
+        activations = [X]
+        for layer in self.layers:
+            X = layer.forward(X)
+            activations.append(X)
+        if self.asserts:
+            assert len(activations) == len(self.layers) + 1
+        return activations
+
+    def trainBatch(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        layer_inputs = self.forward(X)
+        out = layer_inputs[-1]
+        loss_grad = self.loss_prime(y, out)
+        index = -2
+        for layer in reversed(self.layers):
+            loss_grad = layer.backward(layer_inputs[index], loss_grad)
+            index -= 1
+        return self.loss(y, out)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -326,8 +622,15 @@ def parse_args(
     warmup: int,
     quick_repeats: int = 3,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    target_ms: tuple[float, float] | None = None,
+    counts: Mapping[str, tuple[int, int, str]] | None = None,
 ) -> argparse.Namespace:
-    """The common command line: ``--quick``, ``--repeats``, ``--warmup``, ``--json``."""
+    """The common command line: ``--quick``, ``--repeats``, ``--warmup``, ``--json``,
+    ``--blas-threads``, ``--clock``; with ``target_ms = (default, quick)`` also a layer
+    benchmark's ``--dtype`` and ``--target-ms`` (time per repetition), the latter as
+    ``args.target_s`` in seconds; for each ``name: (default, quick, help)`` of
+    ``counts`` an integer option ``--name`` whose value, unless given, is ``default``
+    (``quick`` with ``--quick``)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument(
         "--quick", action="store_true", help="a few repeats only: a smoke test, not a measurement"
@@ -347,9 +650,26 @@ def parse_args(
         default="wall",
         help="wall-clock time (default) or this process's CPU time (with --blas-threads 1)",
     )
+    if target_ms is not None:
+        p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+        p.add_argument(
+            "--target-ms",
+            type=float,
+            default=None,
+            help=f"time per repetition (default {target_ms[0]:g}, quick {target_ms[1]:g})",
+        )
+    for name, (default, quick, text) in (counts or {}).items():
+        flag = "--" + name.replace("_", "-")
+        help_ = f"{text} (default {default}, quick {quick})"
+        p.add_argument(flag, type=int, default=None, help=help_)
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
+    for name, (default, quick, _) in (counts or {}).items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else default)
+    if target_ms is not None:
+        args.target_s = (args.target_ms or target_ms[1 if args.quick else 0]) / 1e3
     _clock[0] = args.clock
     if args.blas_threads is not None:
         limit_blas_threads(args.blas_threads)

@@ -34,22 +34,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable, Sequence
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    fmt_pct,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    pair_ratios,
-    parse_args,
-    write_json,
-)
 
 import fnbp as fb
 from fnbp._numeric import softmax, softmax_grad
@@ -64,15 +52,12 @@ EINSUMS = (  # (spec, left operand, right operand): the six products of attend, 
     ("nhqk,nqhd->nkhd", "g_S", "q"),
 )
 SHARES = {  # fraction name: (part, whole), taken pairwise within each round
-    "products": ("products", "fnbp"),
-    "products, no g_x": ("products, no g_x", "fnbp, no g_x"),
-    "einsums": ("einsums", "fnbp"),
-    "matmuls": ("matmuls", "fnbp"),
-    "softmax": ("softmax", "fnbp"),
+    **harness.g_x_shares("products"),
+    **harness.fnbp_shares("einsums", "matmuls", "softmax"),
 }
 
 
-class Case:
+class Case(harness.LayerCase):
     """One layer, its input and cotangent, and the operands of its products."""
 
     def __init__(self, n: int, t: int, d: int, heads: int, causal: bool, dtype: np.dtype) -> None:
@@ -102,10 +87,6 @@ class Case:
         self.ops["A"] = self.ops["g_S"] = softmax(self.S)
         self.g_A = np.einsum("nqhd,nkhd->nhqk", self.ops["g_O"], self.ops["v"], optimize=True)
         self.flops = {"matmul": 2.0 * n * t * d * d, "einsum": 2.0 * n * heads * t * t * d / heads}
-
-    def fnbp(self, need_g_x: bool) -> tuple:
-        _, pullback = self.layer.vjp(self.x, need_g_x)
-        return pullback(self.g_y)
 
     def matmuls(self, need_g_x: bool) -> None:
         """The 12 (or 9) projection products, bare, into preallocated buffers."""
@@ -137,6 +118,14 @@ class Case:
         if self.hidden is not None:
             np.copyto(g_S, 0.0, where=self.hidden)
 
+    def parts(self) -> dict[str, Callable[[], object]]:
+        return {
+            **harness.g_x_pair("products", self.products),
+            "einsums": self.einsums,
+            "matmuls": lambda: self.matmuls(True),
+            "softmax": self.softmax,
+        }
+
     def check(self) -> str:
         """fnbp in float32 against the same layer in float64; raises on a mismatch."""
         y, pullback = self.layer.vjp(self.x)
@@ -144,89 +133,29 @@ class Case:
         wide = fb.tree.map(lambda a: a.astype(np.float64), self.layer)
         y64, pullback64 = wide.vjp(self.x.astype(np.float64))
         g_x64, grads64 = pullback64(self.g_y.astype(np.float64))
-        errs = {"y": _rel(y, y64), "g_x": _rel(g_x, g_x64)}
+        errs = {"y": harness.rel_error(y, y64), "g_x": harness.rel_error(g_x, g_x64)}
         for name in ("W_q", "W_k", "W_v", "W_o", "b_q", "b_v", "b_o"):
-            errs[f"g_{name}"] = _rel(getattr(grads, name), getattr(grads64, name))
+            errs[f"g_{name}"] = harness.rel_error(getattr(grads, name), getattr(grads64, name))
         bad = {k: v for k, v in errs.items() if not v <= 1e-4}
         if bad or grads.b_k.any():
             raise SystemExit(f"check failed for {self.label}: {bad}, g_b_k {grads.b_k.max()}")
-        return f"worst {max(errs, key=errs.get)} {max(errs.values()):.1e}"
+        worst = f"worst {max(errs, key=errs.get)} {max(errs.values()):.1e}"
+        return f"{self.label}: {worst} (relative, vs float64)"
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def repeated(fn: Callable[[], object], inner: int) -> Callable[[], None]:
-    def run() -> None:
-        for _ in range(inner):
-            fn()
-
-    return run
-
-
-def calibrate(fn: Callable[[], object], target_s: float) -> int:
-    """Calls per repetition so that one repetition takes about ``target_s``."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    return max(1, round(target_s / max(time.perf_counter() - t0, 1e-9)))
-
-
-def measure(case: Case, repeats: int, warmup: int, target_s: float) -> dict:
-    inner = calibrate(lambda: case.fnbp(True), target_s)
-    contenders = {
-        "fnbp": lambda: case.fnbp(True),
-        "fnbp, no g_x": lambda: case.fnbp(False),
-        "products": lambda: case.products(True),
-        "products, no g_x": lambda: case.products(False),
-        "einsums": case.einsums,
-        "matmuls": lambda: case.matmuls(True),
-        "softmax": case.softmax,
-    }
-    times = interleave(
-        {k: repeated(f, inner) for k, f in contenders.items()}, repeats=repeats, warmup=warmup
-    )
-    ms = {k: Summary.of([1e3 * t / inner for t in v]) for k, v in times.items()}
-    share = {
-        name: Summary.of(pair_ratios(times[part], times[whole]))
-        for name, (part, whole) in SHARES.items()
-    }
-    return {"inner": inner, "times": times, "ms": ms, "share": share}
-
-
-def fmt_ms(s: Summary) -> str:
-    return f"{s.median:.1f} ({s.lo:.1f}-{s.hi:.1f})"
+HEADERS = harness.pass_headers(
+    "products", "einsums / fnbp", "matmuls / fnbp", "softmax / fnbp", "products GFLOP/s"
+)
 
 
 def rows(case: Case, r: dict) -> list[list[str]]:
     ms, share = r["ms"], r["share"]
     gflops = (12 * case.flops["matmul"] + 6 * case.flops["einsum"]) / ms["products"].median / 1e6
-    return [
-        [
-            case.label,
-            "with g_x",
-            fmt_ms(ms["fnbp"]),
-            fmt_ms(ms["products"]),
-            fmt_pct(share["products"]),
-            fmt_pct(share["einsums"]),
-            fmt_pct(share["matmuls"]),
-            fmt_pct(share["softmax"]),
-            f"{gflops:.1f}",
-        ],
-        [
-            "",
-            "no g_x",
-            fmt_ms(ms["fnbp, no g_x"]),
-            fmt_ms(ms["products, no g_x"]),
-            fmt_pct(share["products, no g_x"]),
-            "",
-            "",
-            "",
-            "",
-        ],
-    ]
+    pcts = [harness.fmt_pct(share[k]) for k in ("einsums", "matmuls", "softmax")]
+    return harness.pass_rows(case.label, r, "products", [*pcts, f"{gflops:.1f}"], [""] * 4)
+
+
+TITLE = "MultiHeadAttention forward + backward vs its matrix products"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,51 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument(
             "--shape", type=int, nargs=4, default=(32, 128, 64, 4), metavar=("N", "T", "D", "H")
         )
-        p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-        p.add_argument(
-            "--target-ms",
-            type=float,
-            default=None,
-            help="time per repetition (default 300, quick 50)",
-        )
 
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=15, warmup=2, extra=extra)
-    target_s = (args.target_ms or (50.0 if args.quick else 300.0)) / 1e3
+    args = harness.parse_args(
+        __doc__.splitlines()[0], argv, repeats=15, warmup=2, extra=extra, target_ms=(300, 50)
+    )
     dtype = np.dtype(args.dtype)
     n, t, d, heads = args.shape
 
-    print("# MultiHeadAttention forward + backward vs its matrix products\n")
-    print(facts_markdown(machine_facts()), "\n")
-    print(
-        f"Self-attention, {dtype}; one call is `layer.vjp(x)` + `pullback(g_y)`. "
-        f"{args.repeats} interleaved repetitions after {args.warmup} warm-up, each about "
-        f"{1e3 * target_s:.0f} ms of calls; ms per call, median (min-max); fractions are "
-        "pairwise within a round.\n"
-    )
-    cases = [Case(n, t, d, heads, causal, dtype) for causal in (False, True)]
-    for case in cases:
-        print(f"Correctness, {case.label}: {case.check()} (relative, vs float64)")
-    print(flush=True)
-
-    results, table = {}, []
-    for case in cases:
-        results[case.label] = r = measure(case, args.repeats, args.warmup, target_s)
-        table += rows(case, r)
-    headers = [
-        "case",
-        "pass",
-        "fnbp ms",
-        "products alone ms",
-        "products / fnbp",
-        "einsums / fnbp",
-        "matmuls / fnbp",
-        "softmax / fnbp",
-        "products GFLOP/s",
-    ]
-    print(markdown_table(headers, table))
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(args.json, {"facts": machine_facts(), "dtype": str(dtype), "results": results})
-    return 0
+    cases = {c.label: c for c in (Case(n, t, d, heads, causal, dtype) for causal in (False, True))}
+    intro = f"Self-attention, {dtype}; {harness.layer_note(args)}."
+    return harness.report_cases(TITLE, intro, cases, SHARES, rows, HEADERS, args)
 
 
 if __name__ == "__main__":

@@ -39,18 +39,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    fmt_bytes,
-    load_average,
-    machine_facts,
-    markdown_table,
-    optional_import,
-    parse_args,
-    write_json,
-)
 from mlp_throughput import SIZES, Network, fnbp_params, fnbp_update_step
 
 import fnbp as fb
@@ -110,7 +100,11 @@ def traced_peaks(variant: str, dtype: str, measures: int) -> dict[str, Any]:
             residue.append(after - before)
     finally:
         tracemalloc.stop()
-    return {"peak": Summary.of(peaks), "residue": Summary.of(residue), "param_bytes": nbytes}
+    return {
+        "peak": harness.Summary.of(peaks),
+        "residue": harness.Summary.of(residue),
+        "param_bytes": nbytes,
+    }
 
 
 def _status_bytes(field: str) -> int | None:
@@ -189,20 +183,25 @@ def run_child(variant: str, dtype: str, steps: int, blas_threads: int | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--steps", type=int, default=None, help="steps per subprocess (default 20)")
         p.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
         p.add_argument("--child", nargs=2, metavar=("VARIANT", "DTYPE"), help=argparse.SUPPRESS)
 
-    args = parse_args(
-        __doc__.splitlines()[0], argv, repeats=5, warmup=0, quick_repeats=2, extra=extra
+    counts = {"steps": (20, 5, "steps per subprocess")}
+    args = harness.parse_args(
+        __doc__.splitlines()[0],
+        argv,
+        repeats=5,
+        warmup=0,
+        quick_repeats=2,
+        extra=extra,
+        counts=counts,
     )
-    steps = args.steps or (5 if args.quick else 20)
+    steps = args.steps
     if args.child:
         child(*args.child, steps)
         return 0
 
-    print("# Peak memory of a training step\n")
-    print(facts_markdown(machine_facts()), "\n")
+    harness.start_report("Peak memory of a training step")
     print(
         f"Model {'-'.join(map(str, SIZES))}, batch {BATCH}; tracemalloc over {args.repeats} "
         f"consecutive steps after 2 warm-up steps; {args.repeats} fresh subprocesses per "
@@ -211,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if resource is None:
         print("Note: the resource module is unavailable: ru_maxrss and page faults skipped.\n")
-    if optional_import("psutil") is None:
+    if harness.optional_import("psutil") is None:
         print("Note: psutil is not used; ru_maxrss and ru_minflt come from `resource`.\n")
 
     results: dict[str, dict[str, Any]] = {}
@@ -231,9 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             keys = ("rss_hwm_setup", "rss_hwm_first_step", "rss_hwm_all_steps", "minflt_per_step")
             for key in (*keys, "rss_peak_one_step"):
                 if runs and all(key in run for run in runs):
-                    res[key] = Summary.of([run[key] for run in runs])
+                    res[key] = harness.Summary.of([run[key] for run in runs])
 
-            def mem(s: Summary | None) -> str:
+            def mem(s: harness.Summary | None) -> str:
                 if s is None:
                     return "n/a"
                 m = 1 << 20
@@ -266,16 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "RSS peak of a later step",
         "minor faults per step",
     ]
-    print(markdown_table(headers, rows))
+    print(harness.markdown_table(headers, rows))
 
     verdicts = []
+    mib = harness.fmt_bytes
     for dtype in args.dtypes:
         f, n = results[f"fnbp {dtype}"]["peak"], results[f"notebook {dtype}"]["peak"]
         verdicts.append(
             [
                 f"tracemalloc peak, fnbp vs notebook, {dtype}",
                 "fnbp <= notebook",
-                f"{fmt_bytes(f.median)} vs {fmt_bytes(n.median)} ({f.median / n.median:.2f}x)",
+                f"{mib(f.median)} vs {mib(n.median)} ({f.median / n.median:.2f}x)",
                 "met" if f.median <= n.median else "NOT met",
             ]
         )
@@ -286,14 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [
                     f"RSS peak of one step, fnbp vs notebook, {dtype}",
                     "fnbp <= notebook",
-                    f"{fmt_bytes(fr.median)} vs {fmt_bytes(nr.median)}",
+                    f"{mib(fr.median)} vs {mib(nr.median)}",
                     "met" if fr.median <= nr.median else "NOT met",
                 ]
             )
     print()
-    print(markdown_table(["target", "goal", "measured (medians)", "verdict"], verdicts))
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(args.json, {"facts": machine_facts(), "batch": BATCH, "results": results})
+    print(harness.markdown_table(["target", "goal", "measured (medians)", "verdict"], verdicts))
+    harness.end_report(args.json, {"batch": BATCH, "results": results})
     return 0
 
 

@@ -34,17 +34,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    parse_args,
-    write_json,
-)
 from mlp_throughput import BATCHES, LR, SGD, SIZES, fnbp_optim_step, fnbp_params
 from numpy_limit import NumpyLimit, choose
 
@@ -92,13 +83,13 @@ def contenders(
     }
 
 
-def breakdown(times: dict[str, list[float]], reps: int) -> dict[str, dict[str, Summary]]:
+def breakdown(times: dict[str, list[float]], reps: int) -> dict[str, dict[str, harness.Summary]]:
     """Per phase: fnbp us, limit us and their difference (pairwise per round)."""
 
     def us(name: str) -> list[float]:
         return [1e6 * s / reps for s in times[name]]
 
-    out: dict[str, dict[str, Summary]] = {}
+    out: dict[str, dict[str, harness.Summary]] = {}
     rounds = len(times["fnbp whole step"])
     glue: dict[str, list[float]] = {}
     for who in ("fnbp", "limit"):
@@ -111,20 +102,20 @@ def breakdown(times: dict[str, list[float]], reps: int) -> dict[str, dict[str, S
         else:
             f, n = us(f"fnbp {phase}"), us(f"limit {phase}")
         out[phase] = {
-            "fnbp": Summary.of(f),
-            "limit": Summary.of(n),
-            "diff": Summary.of([a - b for a, b in zip(f, n, strict=True)]),
+            "fnbp": harness.Summary.of(f),
+            "limit": harness.Summary.of(n),
+            "diff": harness.Summary.of([a - b for a, b in zip(f, n, strict=True)]),
         }
     u = us("fnbp fb.update")
     out["update (fb.update)"] = {
-        "fnbp": Summary.of(u),
+        "fnbp": harness.Summary.of(u),
         "limit": out["update"]["limit"],
-        "diff": Summary.of([a - b for a, b in zip(u, us("limit update"), strict=True)]),
+        "diff": harness.Summary.of([a - b for a, b in zip(u, us("limit update"), strict=True)]),
     }
     return out
 
 
-def _fmt(s: Summary) -> str:
+def _fmt(s: harness.Summary) -> str:
     return f"{s.median:,.1f} ({s.lo:,.1f} to {s.hi:,.1f})"
 
 
@@ -132,13 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def extra(p: argparse.ArgumentParser) -> None:
         p.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
 
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra)
+    args = harness.parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra)
     rng = np.random.default_rng(0)
     X = rng.random((max(args.batches), SIZES[0])).astype(np.float32)
     y = rng.integers(0, SIZES[-1], len(X))
 
-    print("# Where the MLP step's time goes\n")
-    print(facts_markdown(machine_facts()), "\n")
+    harness.start_report("Where the MLP step's time goes")
     print(
         f"Model {'-'.join(map(str, SIZES))}, float32; {args.repeats} interleaved rounds after "
         f"{args.warmup} warm-up; us per call, median (min to max); `fnbp - limit` pairwise.\n"
@@ -150,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sizes == TINY:
             reps = 400 if not args.quick else 20
         runs = contenders(sizes, batch, X, y, reps)
-        times = interleave(runs, repeats=args.repeats, warmup=args.warmup)
+        times = harness.interleave(runs, repeats=args.repeats, warmup=args.warmup)
         rows = breakdown(times, reps)
         label = f"{'-'.join(map(str, sizes))}, batch {batch}"
         results[label] = {"reps": reps, "times": times, "breakdown": rows}
@@ -166,9 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"## {label}\n")
         headers = ["phase", "fnbp us", "numpy limit us", "fnbp - limit us", "share of the gap"]
-        print(markdown_table(headers, table), "\n", flush=True)
-    print(f"Load average at the end: {load_average()}")
-    write_json(args.json, {"facts": machine_facts(), "results": results})
+        print(harness.markdown_table(headers, table), flush=True)
+        if (sizes, batch) != cases[-1]:
+            print()
+    harness.end_report(args.json, {"results": results})
     return 0
 
 

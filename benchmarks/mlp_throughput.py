@@ -64,23 +64,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    blas_threads,
-    facts_markdown,
-    fmt_pct,
-    fmt_rate,
-    fmt_ratio,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    optional_import,
-    pair_ratios,
-    parse_args,
-    write_json,
-)
 from numpy_limit import CHOICES, Choice, NumpyLimit, choose
 
 import fnbp as fb
@@ -102,17 +87,7 @@ SGD = fb.optim.sgd(LR)
 # ----------------------------------------------------------------------------- notebook baseline
 
 
-class Layer:
-    """The notebook's identity layer, the base of inheritance."""
-
-    def forward(self, input: np.ndarray) -> np.ndarray:
-        return input
-
-    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-        return grad_output
-
-
-class ReLU(Layer):
+class ReLU(harness.NotebookLayer):
     """The notebook's ReLU: ``max(0, x)``; backward masks with ``input > 0``."""
 
     def forward(self, input: np.ndarray) -> np.ndarray:
@@ -123,46 +98,14 @@ class ReLU(Layer):
         return grad_output * relu_grad
 
 
-class Dense(Layer):
-    """The notebook's Dense, updating its weights in place during ``backward``.
-
-    The notebook divides the weight gradient by the batch size a second time
-    (its loss gradient already carries the ``1/N``); here the loss gradient
-    carries it once, as in fnbp, so the gradients are correct.
-    """
-
-    def __init__(self, weights: np.ndarray, biases: np.ndarray, learning_rate: float) -> None:
-        self.weights = np.array(weights)  # writeable copies
-        self.biases = np.array(biases)
-        self.learning_rate = learning_rate
-
-    def forward(self, input: np.ndarray) -> np.ndarray:
-        return input.dot(self.weights) + self.biases
-
-    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-        grad_input = np.dot(grad_output, self.weights.T)
-        grad_weights = np.dot(input.T, grad_output)
-        grad_biases = grad_output.sum(axis=0)
-        self.weights -= self.learning_rate * grad_weights
-        self.biases -= self.learning_rate * grad_biases
-        return grad_input
-
-
-class Network:
+class Network(harness.NotebookNetwork):
     """The notebook's Network with a softmax cross-entropy on integer labels."""
 
     def __init__(self, params: Params, learning_rate: float) -> None:
-        self.layers: list[Layer] = []
+        self.layers = []
         for W, b in params:
-            self.layers += [Dense(W, b, learning_rate), ReLU()]
+            self.layers += [harness.NotebookDense(W, b, learning_rate), ReLU()]
         self.layers.pop()  # logits out
-
-    def forward(self, X: np.ndarray) -> list[np.ndarray]:
-        activations = [X]
-        for layer in self.layers:
-            X = layer.forward(X)
-            activations.append(X)
-        return activations
 
     def loss(self, labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
         shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -176,18 +119,8 @@ class Network:
         softmax = exps / exps.sum(axis=-1, keepdims=True)
         return (softmax - ones_for_answers) / logits.shape[0]
 
-    def trainBatch(self, X: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        layer_inputs = self.forward(X)
-        logits = layer_inputs[-1]
-        loss_grad = self.loss_prime(labels, logits)
-        index = -2
-        for layer in reversed(self.layers):
-            loss_grad = layer.backward(layer_inputs[index], loss_grad)
-            index -= 1
-        return self.loss(labels, logits)
-
     def params(self) -> Params:
-        return [(d.weights, d.biases) for d in self.layers if isinstance(d, Dense)]
+        return [(d.weights, d.biases) for d in self.layers if isinstance(d, harness.NotebookDense)]
 
 
 # ----------------------------------------------------------------------------- fnbp steps
@@ -435,7 +368,7 @@ def check_one_step(net0: fb.Serial, X: np.ndarray, y: np.ndarray, batch: int, to
     if not err <= tol:
         raise SystemExit(f"check failed: notebook differs from fnbp by {err:.2e} > {tol:.0e}")
     out.append(f"notebook {err:.1e}")
-    if optional_import("sklearn") is not None:
+    if harness.optional_import("sklearn") is not None:
         clf = sklearn_classifier(batch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -561,7 +494,7 @@ def build(
         "notebook": lambda: make_notebook(net0, batches),
         "matmul bound": lambda: make_bound(net0, batches),
     }
-    if optional_import("sklearn") is not None:
+    if harness.optional_import("sklearn") is not None:
         factories["sklearn MLPClassifier"] = lambda: make_sklearn(net0, X[:n], y[:n], batch)
     if torch is not None:
         factories["torch"] = lambda: make_torch(torch, net0, batches)
@@ -630,10 +563,10 @@ def run_config(
 ) -> dict[str, Any]:
     """Time every contender for one (dtype, batch), then count its page faults."""
     contenders, n = build(dtype, batch, X, y, choice, torch)
-    times = interleave(contenders, repeats=args.repeats, warmup=args.warmup)
+    times = harness.interleave(contenders, repeats=args.repeats, warmup=args.warmup)
 
-    def paired(ref: str) -> dict[str, Summary]:
-        return {k: Summary.of(pair_ratios(times[ref], v)) for k, v in times.items()}
+    def paired(ref: str) -> dict[str, harness.Summary]:
+        return {k: harness.Summary.of(harness.pair_ratios(times[ref], v)) for k, v in times.items()}
 
     faults: dict[str, Any] = {}
     if resource is not None:
@@ -653,11 +586,13 @@ def run_config(
         "batch": batch,
         "samples_per_repeat": n,
         "times": times,
-        "samples_per_s": {k: Summary.of([n / t for t in v]) for k, v in times.items()},
+        "samples_per_s": {k: harness.Summary.of([n / t for t in v]) for k, v in times.items()},
         "x_limit": paired(LIMIT),
         "x_notebook": paired("notebook"),
         "x_bound": paired("matmul bound"),
-        "fit_vs_step": Summary.of(pair_ratios(times["fnbp step"], times["fnbp fit"])),
+        "fit_vs_step": harness.Summary.of(
+            harness.pair_ratios(times["fnbp step"], times["fnbp fit"])
+        ),
         "faults": faults,
     }
 
@@ -683,7 +618,7 @@ def targets(results: Sequence[dict[str, Any]], threads: int | None) -> list[list
                 [
                     f"{name} / numpy limit, {d}, B={b}",
                     f">= {goal:.2f}x",
-                    fmt_ratio(s),
+                    harness.fmt_ratio(s),
                     f"{_best(r, name, LIMIT):.2f}x",
                     "met" if s.median >= goal else "NOT met",
                 ]
@@ -693,7 +628,7 @@ def targets(results: Sequence[dict[str, Any]], threads: int | None) -> list[list
             [
                 f"fnbp fit / fnbp step, {d}, B={b}",
                 ">= 0.95x",
-                fmt_ratio(s),
+                harness.fmt_ratio(s),
                 f"{_best(r, 'fnbp fit', 'fnbp step'):.2f}x",
                 "met" if s.median >= 0.95 else "NOT met",
             ]
@@ -730,31 +665,24 @@ def choice_rows(picked: dict[int, tuple[Choice, dict]]) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--samples",
-            type=int,
-            default=None,
-            help="synthetic samples per repetition (default 4096, quick 2048)",
-        )
         p.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
         p.add_argument("--dtypes", nargs="+", default=["float32"], choices=DTYPES)
-        p.add_argument(
-            "--fault-steps",
-            type=int,
-            default=None,
-            help="steps over which page faults are counted (default 128, quick 16)",
-        )
         p.add_argument("--fault-child", default=None, help=argparse.SUPPRESS)
         p.add_argument("--choice", default=None, help=argparse.SUPPRESS)
 
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra)
-    samples = args.samples = args.samples or (2048 if args.quick else 4096)
-    args.fault_steps = args.fault_steps or (16 if args.quick else 128)
+    counts = {
+        "samples": (4096, 2048, "synthetic samples per repetition"),
+        "fault_steps": (128, 16, "steps over which page faults are counted"),
+    }
+    args = harness.parse_args(
+        __doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra, counts=counts
+    )
+    samples = args.samples
     if samples < 2 * max(args.batches):
         raise SystemExit(f"--samples must be at least twice the largest batch {max(args.batches)}")
-    torch = optional_import("torch")
-    sklearn = optional_import("sklearn")
-    threads = args.blas_threads or blas_threads()
+    torch = harness.optional_import("torch")
+    sklearn = harness.optional_import("sklearn")
+    threads = args.blas_threads or harness.blas_threads()
 
     rng = np.random.default_rng(0)
     X64 = rng.random((samples, SIZES[0]))
@@ -763,8 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fault_child:
         return run_fault_child(args, data[args.dtypes[0]], labels)
 
-    print("# MLP training throughput\n")
-    print(facts_markdown(machine_facts()), "\n")
+    harness.start_report("MLP training throughput")
     print(
         f"Model {'-'.join(map(str, SIZES))}, ReLU, softmax cross-entropy, SGD lr={LR}; "
         f"{samples} synthetic samples per repetition; {args.repeats} interleaved "
@@ -797,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Numpy-limit choices, {dtype} (median us per call; * = used):\n")
         per_batch = {b: picked[dtype, b] for b in args.batches}
         headers = ["decision", "candidate", *(f"B={b}" for b in args.batches)]
-        print(markdown_table(headers, choice_rows(per_batch)), "\n")
+        print(harness.markdown_table(headers, choice_rows(per_batch)), "\n")
 
     print("Trajectory check (numpy limit and fnbp's other steps against fnbp step):")
     for dtype in args.dtypes:
@@ -819,10 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         dtype,
                         str(batch),
                         name,
-                        fmt_rate(r["samples_per_s"][name]),
-                        fmt_ratio(r["x_limit"][name]),
-                        fmt_pct(r["x_bound"][name]),
-                        fmt_ratio(r["x_notebook"][name]),
+                        harness.fmt_rate(r["samples_per_s"][name]),
+                        harness.fmt_ratio(r["x_limit"][name]),
+                        harness.fmt_pct(r["x_bound"][name]),
+                        harness.fmt_ratio(r["x_notebook"][name]),
                     ]
                 )
             for where, suffix in (
@@ -846,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "% of matmul bound (pairwise)",
         "x notebook (pairwise)",
     ]
-    print(markdown_table(headers, rows))
+    print(harness.markdown_table(headers, rows))
     if fault_rows:
         print(
             f"\nMinor page faults per step in steady state / median ms per step (ru_minflt "
@@ -854,17 +781,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"alone in a fresh process; the same with GLIBC_TUNABLES={TUNABLES} (largest "
             "batch only); and new contender objects in this process after the timing:\n"
         )
-        print(markdown_table(["dtype", "batch", "where", *FAULT_ROWS], fault_rows))
+        print(harness.markdown_table(["dtype", "batch", "where", *FAULT_ROWS], fault_rows))
     print()
     goal = "0.92x (1 BLAS thread)" if threads == 1 else "0.95x (2+ BLAS threads)"
     print(f"Targets (goal for fnbp / numpy limit: {goal}):\n")
     headers = ["target", "goal", "median pairwise (min-max)", "best vs best", "verdict"]
-    print(markdown_table(headers, targets(results, threads)))
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(
+    print(harness.markdown_table(headers, targets(results, threads)))
+    harness.end_report(
         args.json,
         {
-            "facts": machine_facts(),
             "choices": {f"{d} B={b}": [repr(c), t] for (d, b), (c, t) in picked.items()},
             "results": results,
         },

@@ -28,25 +28,12 @@ Run: ``python benchmarks/optimizers.py --blas-threads 1`` (``--quick`` for a smo
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    fmt_ratio,
-    fmt_us,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    pair_ratios,
-    parse_args,
-    write_json,
-)
 
 import fnbp as fb
 
@@ -153,9 +140,10 @@ class HandAdam:
 
 
 class HandRMSprop:
-    """``v = d v + (1-d) g^2``; ``p -= lr * g / (sqrt(v) + eps)``."""
+    """``v = d v + (1-d) g^2``; ``p -= lr * g / (sqrt(v) + eps)``; with ``decay=None``
+    Adagrad's ``v = v + g^2`` (one branch per array: the same code serves both)."""
 
-    def __init__(self, params: Leaves, lr: float, decay: float = 0.9, eps: float = 1e-8):
+    def __init__(self, params: Leaves, lr: float, decay: float | None = 0.9, eps: float = 1e-8):
         self.p = [np.array(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.s = [np.empty_like(p) for p in params]
@@ -164,9 +152,10 @@ class HandRMSprop:
     def step(self, grads: Leaves) -> None:
         a, d, eps = -self.lr, self.d, self.eps
         for p, g, v, s in zip(self.p, grads, self.v, self.s, strict=True):
-            v *= d
             np.multiply(g, g, out=s)
-            s *= 1.0 - d
+            if d is not None:
+                v *= d
+                s *= 1.0 - d
             v += s
             np.sqrt(v, out=s)
             s += eps
@@ -175,25 +164,9 @@ class HandRMSprop:
             p += s
 
 
-class HandAdagrad:
+def HandAdagrad(params: Leaves, lr: float, eps: float = 1e-8) -> HandRMSprop:
     """``s = s + g^2``; ``p -= lr * g / (sqrt(s) + eps)``."""
-
-    def __init__(self, params: Leaves, lr: float, eps: float = 1e-8):
-        self.p = [np.array(p) for p in params]
-        self.acc = [np.zeros_like(p) for p in params]
-        self.s = [np.empty_like(p) for p in params]
-        self.lr, self.eps = lr, eps
-
-    def step(self, grads: Leaves) -> None:
-        a, eps = -self.lr, self.eps
-        for p, g, acc, s in zip(self.p, grads, self.acc, self.s, strict=True):
-            np.multiply(g, g, out=s)
-            acc += s
-            np.sqrt(acc, out=s)
-            s += eps
-            np.divide(g, s, out=s)
-            s *= a
-            p += s
+    return HandRMSprop(params, lr, decay=None, eps=eps)
 
 
 class Flat:
@@ -301,13 +274,9 @@ def check(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--steps", type=int, default=None, help="steps per repetition (default 200, quick 20)"
-        )
-
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, extra=extra)
-    steps = args.steps or (20 if args.quick else 200)
+    counts = {"steps": (200, 20, "steps per repetition")}
+    args = harness.parse_args(__doc__.splitlines()[0], argv, repeats=25, warmup=2, counts=counts)
+    steps = args.steps
     net0 = fb.mlp(fb.random.key(0), SIZES, dtype=np.float32)
     rng = np.random.default_rng(0)
 
@@ -319,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     leaves = fb.tree.leaves(net0)
     n_params = sum(p.size for p in leaves)
 
-    print("# Optimizer step time\n")
-    print(facts_markdown(machine_facts()), "\n")
+    harness.start_report("Optimizer step time")
     print(
         f"Params: fb.mlp(key, {list(SIZES)}), float32, {n_params:,} parameters in "
         f"{len(leaves)} arrays ({', '.join(str(p.shape) for p in leaves)}); grads: fixed "
@@ -344,25 +312,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         contenders[f"{name} | hand"] = make_hand(hand(make, leaves, False), grads, steps)
         contenders[f"{name} | flat"] = make_hand(hand(make, leaves, True), grads, steps)
     print("Correctness: max |params| difference from fnbp after 5 steps with varying grads:\n")
-    print(markdown_table(["optimizer", "hand", "hand, flat", "max |p|"], rows_check), "\n")
+    print(harness.markdown_table(["optimizer", "hand", "hand, flat", "max |p|"], rows_check), "\n")
 
-    times = interleave(contenders, repeats=args.repeats, warmup=args.warmup)
-    us = {k: Summary.of([1e6 * t / steps for t in v]) for k, v in times.items()}
+    times = harness.interleave(contenders, repeats=args.repeats, warmup=args.warmup)
+    us = {k: harness.Summary.of([1e6 * t / steps for t in v]) for k, v in times.items()}
     rows, verdicts = [], []
     summary: dict[str, Any] = {}
     for name in optimizers():
         t_f, t_h, t_fl = (times[f"{name} | {c}"] for c in ("fnbp", "hand", "flat"))
-        ratio = Summary.of(pair_ratios(t_f, t_h))
-        flat_ratio = Summary.of(pair_ratios(t_f, t_fl))
+        ratio = harness.Summary.of(harness.pair_ratios(t_f, t_h))
+        flat_ratio = harness.Summary.of(harness.pair_ratios(t_f, t_fl))
         u = {c: us[f"{name} | {c}"] for c in ("fnbp", "hand", "flat")}
         rows.append(
             [
                 name,
-                fmt_us(u["fnbp"]),
-                fmt_us(u["hand"]),
-                fmt_us(u["flat"]),
-                fmt_ratio(ratio),
-                fmt_ratio(flat_ratio),
+                harness.fmt_us(u["fnbp"]),
+                harness.fmt_us(u["hand"]),
+                harness.fmt_us(u["flat"]),
+                harness.fmt_ratio(ratio),
+                harness.fmt_ratio(flat_ratio),
                 f"{u['fnbp'].median - u['hand'].median:.1f}",
             ]
         )
@@ -371,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 name,
                 f"<= {GOAL:.1f}x",
-                fmt_ratio(ratio),
+                harness.fmt_ratio(ratio),
                 f"{best:.2f}x",
                 "met" if ratio.median <= GOAL else "NOT met",
             ]
@@ -386,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fnbp / hand, flat (pairwise)",
         "fnbp - hand us",
     ]
-    print(markdown_table(headers, rows))
+    print(harness.markdown_table(headers, rows))
     print()
     headers = [
         "target: fnbp / hand",
@@ -395,12 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "best vs best",
         "verdict",
     ]
-    print(markdown_table(headers, verdicts))
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(
-        args.json,
-        {"facts": machine_facts(), "steps_per_repeat": steps, "times": times, "summary": summary},
-    )
+    print(harness.markdown_table(headers, verdicts))
+    harness.end_report(args.json, {"steps_per_repeat": steps, "times": times, "summary": summary})
     return 0
 
 

@@ -36,33 +36,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    fmt_pct,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    pair_ratios,
-    parse_args,
-    write_json,
-)
 
 import fnbp as fb
 
 CELLS = {"LSTM": fb.LSTMCell, "GRU": fb.GRUCell, "RNN": fb.RNNCell}
 SHAPE = {"N": 32, "T": 100, "F": 64, "H": 128}
 SHARES = {  # fraction name: (part, whole), taken pairwise within each round
-    "matmuls": ("matmuls", "fnbp"),
-    "matmuls, no g_x": ("matmuls, no g_x", "fnbp, no g_x"),
-    "loop": ("loop (H = 1)", "fnbp"),
-    "loop, no g_x": ("loop (H = 1), no g_x", "fnbp, no g_x"),
+    **harness.g_x_shares("matmuls"),
+    **harness.g_x_shares("loop (H = 1)", "loop"),
 }
 
 
-class Case:
+class Case(harness.LayerCase):
     """One cell's layer, its input and cotangent, and the bare-matmul buffers."""
 
     def __init__(self, name: str, dtype: np.dtype, n: int, steps: int, f: int, h: int) -> None:
@@ -88,10 +75,6 @@ class Case:
         # multiply-adds: 3 products of N*T x F x GH, 2 T of N x H x GH, 1 of N*T x H x GH
         self.flops = 2.0 * n * steps * gh * (3 * f + 3 * h)
 
-    def fnbp(self, need_g_x: bool) -> tuple:
-        _, pullback = self.layer.vjp(self.x, need_g_x)
-        return pullback(self.g_y)
-
     def loop(self, need_g_x: bool) -> tuple:
         _, pullback = self.tiny.vjp(self.x, need_g_x)
         return pullback(self.g_tiny)
@@ -107,127 +90,59 @@ class Case:
         if need_g_x:
             np.matmul(self.G_flat, self.W_i.T, out=self.gX)
 
+    def parts(self) -> dict[str, Callable[[], object]]:
+        return {
+            **harness.g_x_pair("matmuls", self.matmuls),
+            **harness.g_x_pair("loop (H = 1)", self.loop),
+        }
+
     def check(self) -> str:
         """Finite differences on a small float64 copy of the layer; raises on a mismatch."""
         cell = CELLS[self.name].init(fb.random.key(1), 5, 4, dtype=np.float64)
         x = np.random.default_rng(1).standard_normal((3, 6, 5))
         report = fb.testing.check_grads(fb.Recurrent(cell), x, mode="projection")
         worst = max(report.errors.values())
-        return f"worst relative error {worst:.1e} over {len(report.errors)} leaves"
+        return f"{self.name}: worst relative error {worst:.1e} over {len(report.errors)} leaves"
 
 
-def repeated(fn: Callable[[], object], inner: int) -> Callable[[], None]:
-    def run() -> None:
-        for _ in range(inner):
-            fn()
-
-    return run
-
-
-def calibrate(fn: Callable[[], object], target_s: float) -> int:
-    """Calls per repetition so that one repetition takes about ``target_s``."""
-    import time
-
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    return max(1, round(target_s / max(time.perf_counter() - t0, 1e-9)))
-
-
-def measure(case: Case, repeats: int, warmup: int, target_s: float) -> dict:
-    inner = calibrate(lambda: case.fnbp(True), target_s)
-    contenders = {
-        "fnbp": lambda: case.fnbp(True),
-        "fnbp, no g_x": lambda: case.fnbp(False),
-        "matmuls": lambda: case.matmuls(True),
-        "matmuls, no g_x": lambda: case.matmuls(False),
-        "loop (H = 1)": lambda: case.loop(True),
-        "loop (H = 1), no g_x": lambda: case.loop(False),
-    }
-    times = interleave(
-        {k: repeated(f, inner) for k, f in contenders.items()}, repeats=repeats, warmup=warmup
-    )
-    ms = {k: Summary.of([1e3 * t / inner for t in v]) for k, v in times.items()}
-    share = {
-        name: Summary.of(pair_ratios(times[part], times[whole]))
-        for name, (part, whole) in SHARES.items()
-    }
-    return {"inner": inner, "times": times, "ms": ms, "share": share}
-
-
-def fmt_ms(s: Summary) -> str:
-    return f"{s.median:.1f} ({s.lo:.1f}-{s.hi:.1f})"
+HEADERS = harness.pass_headers(
+    "matmuls", "loop (H = 1) ms", "loop / fnbp", "rest", "matmul GFLOP/s"
+)
 
 
 def rows(case: Case, r: dict) -> list[list[str]]:
     ms, share = r["ms"], r["share"]
     gflops = case.flops / (1e-3 * ms["matmuls"].median) / 1e9
-    out = []
-    for suffix, label in (("", "with g_x"), (", no g_x", "no g_x")):
+    cells = []
+    for suffix in ("", ", no g_x"):
         rest = 1.0 - share["matmuls" + suffix].median - share["loop" + suffix].median
-        out.append([
-            case.label if not suffix else "",
-            label,
-            fmt_ms(ms["fnbp" + suffix]),
-            fmt_ms(ms["matmuls" + suffix]),
-            fmt_pct(share["matmuls" + suffix]),
-            fmt_ms(ms["loop (H = 1)" + suffix]),
-            fmt_pct(share["loop" + suffix]),
-            f"{100 * rest:.0f}%",
-            f"{gflops:.1f}" if not suffix else "",
-        ])  # fmt: skip
-    return out
+        loop = harness.fmt_ms(ms["loop (H = 1)" + suffix])
+        cells.append([loop, harness.fmt_pct(share["loop" + suffix]), f"{100 * rest:.0f}%"])
+    cells[0].append(f"{gflops:.1f}")
+    cells[1].append("")
+    return harness.pass_rows(case.label, r, "matmuls", *cells)
+
+
+TITLE = "Recurrent (LSTM, GRU) forward + backward vs its matrix multiplies"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def extra(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cells", nargs="+", choices=list(CELLS), default=["LSTM", "GRU"])
-        p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
         for name, value in SHAPE.items():
             p.add_argument(f"-{name}", type=int, default=value, help=f"default {value}")
-        p.add_argument(
-            "--target-ms",
-            type=float,
-            default=None,
-            help="time per repetition (default 200, quick 50)",
-        )
 
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=15, warmup=2, extra=extra)
-    target_s = (args.target_ms or (50.0 if args.quick else 200.0)) / 1e3
+    args = harness.parse_args(
+        __doc__.splitlines()[0], argv, repeats=15, warmup=2, extra=extra, target_ms=(200, 50)
+    )
     dtype = np.dtype(args.dtype)
 
-    print("# Recurrent (LSTM, GRU) forward + backward vs its matrix multiplies\n")
-    print(facts_markdown(machine_facts()), "\n")
-    print(
-        f"`fb.Recurrent(cell)` on `(N, T, F)`, all outputs, {dtype}; one call is "
-        f"`layer.vjp(x)` + `pullback(g_y)`. {args.repeats} interleaved repetitions after "
-        f"{args.warmup} warm-up, each about {1e3 * target_s:.0f} ms of calls; ms per call, "
-        "median (min-max); fractions are pairwise within a round; rest = 1 - matmuls - loop.\n"
+    cases = {name: Case(name, dtype, args.N, args.T, args.F, args.H) for name in args.cells}
+    intro = (
+        f"`fb.Recurrent(cell)` on `(N, T, F)`, all outputs, {dtype}; "
+        f"{harness.layer_note(args)}; rest = 1 - matmuls - loop."
     )
-    cases = [Case(name, dtype, args.N, args.T, args.F, args.H) for name in args.cells]
-    for case in cases:
-        print(f"Correctness, {case.name}: {case.check()}")
-    print(flush=True)
-
-    results, table = {}, []
-    for case in cases:
-        results[case.name] = r = measure(case, args.repeats, args.warmup, target_s)
-        table += rows(case, r)
-    headers = [
-        "case",
-        "pass",
-        "fnbp ms",
-        "matmuls alone ms",
-        "matmuls / fnbp",
-        "loop (H = 1) ms",
-        "loop / fnbp",
-        "rest",
-        "matmul GFLOP/s",
-    ]
-    print(markdown_table(headers, table))
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(args.json, {"facts": machine_facts(), "dtype": str(dtype), "results": results})
-    return 0
+    return harness.report_cases(TITLE, intro, cases, SHARES, rows, HEADERS, args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Run every fnbp benchmark, one fresh process each, and print their markdown.
 
 ``python benchmarks/run_all.py`` runs mlp_throughput.py, mlp_breakdown.py, optimizers.py,
-tiny_step.py, memory.py and conv.py in turn with the given options passed through (``--quick``,
-``--repeats N``, ``--warmup N``, ``--blas-threads N``); ``--output FILE``
-also saves the combined report. A failing script is reported and the others
-still run; the exit status is then 1.
+tiny_step.py, memory.py, conv.py, recurrent.py and attention.py in turn with the given options
+passed through (``--quick``, ``--repeats N``, ``--warmup N``, ``--blas-threads N``,
+``--clock wall|cpu``); ``--only SCRIPT ...`` runs some of them; ``--output FILE`` also saves
+the combined report. A failing script is reported and the others still run; the exit
+status is then 1. (_harness.py and numpy_limit.py are not benchmarks: the scripts import them.)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SCRIPTS = (
     "tiny_step.py",
     "memory.py",
     "conv.py",
+    "recurrent.py",
+    "attention.py",
 )
 
 

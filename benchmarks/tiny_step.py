@@ -22,23 +22,10 @@ Run: ``python benchmarks/tiny_step.py`` (``--quick`` for a smoke test).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 
+import _harness as harness
 import numpy as np
-from _harness import (
-    Summary,
-    facts_markdown,
-    fmt_ratio,
-    fmt_us,
-    interleave,
-    load_average,
-    machine_facts,
-    markdown_table,
-    pair_ratios,
-    parse_args,
-    write_json,
-)
 
 import fnbp as fb
 
@@ -58,17 +45,7 @@ def derivative_sigmoid(x: np.ndarray) -> np.ndarray:
     return sigmoid(x) * (1 - sigmoid(x))
 
 
-class Layer:
-    """The notebook's identity layer."""
-
-    def forward(self, input: np.ndarray) -> np.ndarray:
-        return input
-
-    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-        return grad_output
-
-
-class Sigmoid(Layer):
+class Sigmoid(harness.NotebookLayer):
     """The notebook's Sigmoid: backward recomputes the sigmoid from the input."""
 
     def forward(self, input: np.ndarray) -> np.ndarray:
@@ -78,59 +55,23 @@ class Sigmoid(Layer):
         return grad_output * derivative_sigmoid(input)
 
 
-class Dense(Layer):
-    """The notebook's Dense with in-place SGD (and the 1/N applied once)."""
+class Network(harness.NotebookNetwork):
+    """The notebook's Network: Dense(2, 1) + Sigmoid, log loss on probabilities; the
+    notebook's shape asserts included."""
 
-    def __init__(self, weights: np.ndarray, biases: np.ndarray, learning_rate: float) -> None:
-        self.weights = np.array(weights)
-        self.biases = np.array(biases)
-        self.learning_rate = learning_rate
-
-    def forward(self, input: np.ndarray) -> np.ndarray:
-        return input.dot(self.weights) + self.biases
-
-    def backward(self, input: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-        grad_input = np.dot(grad_output, self.weights.T)
-        grad_weights = np.dot(input.T, grad_output)
-        grad_biases = grad_output.sum(axis=0)
-        assert grad_weights.shape == self.weights.shape
-        assert grad_biases.shape == self.biases.shape
-        self.weights -= self.learning_rate * grad_weights
-        self.biases -= self.learning_rate * grad_biases
-        return grad_input
-
-
-class Network:
-    """The notebook's Network: Dense(2, 1) + Sigmoid, log loss on probabilities."""
+    asserts = True
 
     def __init__(self, W: np.ndarray, b: np.ndarray, learning_rate: float) -> None:
-        self.layers: list[Layer] = [Dense(W, b, learning_rate), Sigmoid()]
-
-    def forward(self, X: np.ndarray) -> list[np.ndarray]:
-        activations = [X]
-        for layer in self.layers:
-            X = layer.forward(X)
-            activations.append(X)
-        assert len(activations) == len(self.layers) + 1
-        return activations
+        self.layers = [harness.NotebookDense(W, b, learning_rate, asserts=True), Sigmoid()]
 
     def loss(self, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
         assert y.shape == pred.shape
         vec = -np.log(pred) * y - (np.log(1 - pred) * (1 - y))
         return np.mean(vec)
 
-    def log_loss_prime(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    def loss_prime(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The notebook's ``log_loss_prime``."""
         return ((1 - y_true) / (1 - y_pred) - y_true / y_pred) / np.size(y_true)
-
-    def trainBatch(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        layer_inputs = self.forward(X)
-        pred = layer_inputs[-1]
-        loss_grad = self.log_loss_prime(y, pred)
-        index = -2
-        for layer in reversed(self.layers):
-            loss_grad = layer.backward(layer_inputs[index], loss_grad)
-            index = index - 1
-        return self.loss(y, pred)
 
 
 # ----------------------------------------------------------------------------- contenders
@@ -230,7 +171,7 @@ def check(net0: fb.Serial, steps: int = 3) -> str:
     run_nb()
     run_fused()
     dense = notebook.layers[0]
-    assert isinstance(dense, Dense)
+    assert isinstance(dense, harness.NotebookDense)
     ref = np.concatenate([net.layers[0].W.ravel(), net.layers[0].b])
     moved = float(np.abs(ref - np.concatenate([net0.layers[0].W.ravel(), net0.layers[0].b])).max())
     out = [f"{steps} steps move the weights by up to {moved:.1e}"]
@@ -243,20 +184,12 @@ def check(net0: fb.Serial, steps: int = 3) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--steps",
-            type=int,
-            default=None,
-            help="training steps per repetition (default 2000, quick 200)",
-        )
-
-    args = parse_args(__doc__.splitlines()[0], argv, repeats=31, warmup=2, extra=extra)
-    steps = args.steps or (200 if args.quick else 2000)
+    counts = {"steps": (2000, 200, "training steps per repetition")}
+    args = harness.parse_args(__doc__.splitlines()[0], argv, repeats=31, warmup=2, counts=counts)
+    steps = args.steps
     net0 = initial_net()
 
-    print("# Tiny-network step latency\n")
-    print(facts_markdown(machine_facts()), "\n")
+    harness.start_report("Tiny-network step latency")
     print(
         f"AND network Dense(2, 1) + Sigmoid, batch 4, binary cross-entropy on probabilities, "
         f"float64, lr={LR}; {steps} steps per repetition; {args.repeats} interleaved "
@@ -271,33 +204,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fnbp value_and_grad only": make_fnbp_vag(net0, steps),
         "fnbp update only": make_fnbp_update(net0, steps),
     }
-    times = interleave(contenders, repeats=args.repeats, warmup=args.warmup)
-    us = {k: Summary.of([1e6 * t / steps for t in v]) for k, v in times.items()}
-    vs_nb = {k: Summary.of(pair_ratios(v, times["notebook"])) for k, v in times.items()}
-    vs_fused = {k: Summary.of(pair_ratios(v, times["hand-fused numpy"])) for k, v in times.items()}
-    rows = [[k, fmt_us(us[k]), fmt_ratio(vs_nb[k]), fmt_ratio(vs_fused[k])] for k in contenders]
+    times = harness.interleave(contenders, repeats=args.repeats, warmup=args.warmup)
+    us = {k: harness.Summary.of([1e6 * t / steps for t in v]) for k, v in times.items()}
+    vs_nb = {
+        k: harness.Summary.of(harness.pair_ratios(v, times["notebook"])) for k, v in times.items()
+    }
+    vs_fused = {
+        k: harness.Summary.of(harness.pair_ratios(v, times["hand-fused numpy"]))
+        for k, v in times.items()
+    }
+    rows = [
+        [k, harness.fmt_us(us[k]), harness.fmt_ratio(vs_nb[k]), harness.fmt_ratio(vs_fused[k])]
+        for k in contenders
+    ]
     headers = [
         "contender",
         "us per step",
         "time / notebook (pairwise)",
         "time / hand-fused (pairwise)",
     ]
-    print(markdown_table(headers, rows))
+    print(harness.markdown_table(headers, rows))
     goal = vs_nb["fnbp"]
     best = us["fnbp"].lo / us["notebook"].lo
     verdict = "met" if goal.median <= 0.75 else "NOT met"
     print()
     print(
-        markdown_table(
+        harness.markdown_table(
             ["target", "goal", "median pairwise (min-max)", "best vs best", "verdict"],
-            [["fnbp step time / notebook", "<= 0.75x", fmt_ratio(goal), f"{best:.2f}x", verdict]],
+            [
+                [
+                    "fnbp step time / notebook",
+                    "<= 0.75x",
+                    harness.fmt_ratio(goal),
+                    f"{best:.2f}x",
+                    verdict,
+                ]
+            ],
         )
     )
-    print(f"\nLoad average at the end: {load_average()}")
-    write_json(
+    harness.end_report(
         args.json,
         {
-            "facts": machine_facts(),
             "steps_per_repeat": steps,
             "times": times,
             "us_per_step": us,
