@@ -82,7 +82,7 @@ __all__ = [
     "as_input",
     "split_context",
     "check_layer",
-    "is_layer",
+    "known_layers",
     "hands_over",
     "takes_over",
     "watched",
@@ -362,9 +362,10 @@ def init_state(net: Any) -> Any:
 _LAYER_CLASSES: set[type] = set()  # classes seen to be layers: records are rebuilt every step
 
 
-def is_layer(layer: Any) -> bool:
-    """Whether ``layer``'s class is one :func:`check_layer` has accepted before (cheap)."""
-    return type(layer) in _LAYER_CLASSES
+def known_layers(layers: tuple) -> bool:
+    """Whether every class in ``layers`` is one :func:`check_layer` has accepted before
+    (one set operation: the check a rebuilt combinator makes)."""
+    return _LAYER_CLASSES.issuperset(map(type, layers))
 
 
 def check_layer(layer: Any, owner: str, where: str) -> Any:

@@ -95,8 +95,19 @@ _EXPECTED = {
 }
 
 
+_ALLOWED = {
+    "float": FLOAT_SET,
+    "int": frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64)),
+    "any": FLOAT_SET,
+}
+
+
 def _param_converter(kind: str) -> attrs.Converter:
+    allowed = _ALLOWED[kind]
     def convert(value: Any, record: Any, field: attrs.Attribute) -> np.ndarray | None:
+        if type(value) is np.ndarray and value.base is None and not value.flags.writeable:
+            if value.dtype in allowed:  # an array fnbp froze itself: kept as it is
+                return value
         if value is None:
             return None
         a = value if type(value) is np.ndarray else np.asarray(value)

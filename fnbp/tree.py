@@ -86,6 +86,17 @@ def _is_record(cls: type) -> bool:
     return _RECORDS[cls]
 
 
+_SPECS: dict[type, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+
+
+def _spec(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """``record_fields(cls)`` for a record class, None for any other (cached): the one
+    lookup the walks below make per node."""
+    if cls not in _SPECS:
+        _SPECS[cls] = record_fields(cls) if _is_record(cls) else None
+    return _SPECS[cls]
+
+
 _LEAVES: dict[type, bool] = {np.ndarray: True}
 
 
@@ -332,10 +343,12 @@ def _collect(t: Any, out: list[Any]) -> None:
             _collect(x, out)
     elif t is None:
         return
-    elif cls is np.ndarray or not _is_record(cls):
-        out.append(t)
     else:
-        for name in record_fields(cls)[0]:
+        spec = _SPECS[cls] if cls in _SPECS else _spec(cls)
+        if spec is None:
+            out.append(t)
+            return
+        for name in spec[0]:
             x = getattr(t, name)
             if type(x) is np.ndarray:
                 out.append(x)
@@ -380,9 +393,10 @@ def _refill(t: Any, it: Iterator[Any]) -> Any:
         return {k: _refill(x, it) for k, x in t.items()}
     if t is None:
         return None
-    if cls is np.ndarray or not _is_record(cls):
+    spec = _SPECS[cls] if cls in _SPECS else _spec(cls)
+    if spec is None:
         return next(it)
-    dynamic, static = record_fields(cls)
+    dynamic, static = spec
     if not dynamic:
         return t
     kwargs = {name: getattr(t, name) for name in static}
@@ -415,8 +429,9 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
         _collect(a, out_a)
         out_b.extend(out_a[n:])
         return
-    if type(b) is cls and _is_record(cls) and not record_fields(cls)[1]:
-        for name in record_fields(cls)[0]:  # a record without static fields: its class says all
+    spec = _SPECS[cls] if cls in _SPECS else _spec(cls)
+    if spec is not None and type(b) is cls and not spec[1]:
+        for name in spec[0]:  # a record without static fields: its class says all
             _pair_child(getattr(a, name), getattr(b, name), out_a, out_b, name)
         return
     if (

@@ -19,7 +19,7 @@ from ..core import (
     check_layer,
     hands_over,
     init_state,
-    is_layer,
+    known_layers,
     split_context,
     takes_over,
     watched,
@@ -33,7 +33,7 @@ __all__ = ["Serial", "mlp"]
 
 
 def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
-    if type(layers) is tuple and all(is_layer(layer) for layer in layers):
+    if type(layers) is tuple and known_layers(layers):
         return layers  # the common case, and every rebuild of a Serial in a step
     layers = validation.check_sequence("Serial", "layers", layers, "layers")
     for i, layer in enumerate(layers):
