@@ -1,4 +1,5 @@
-"""Run the CNN and regularisation examples with fast settings; check what they claim to show."""
+"""Run the CNN example with its own settings and the regularisation one; check what they
+claim to show."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 import fnbp as fb
+
+pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,31 +33,33 @@ def cnn(load_example: Callable[[str], ModuleType]) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def cnn_fast(cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def cnn_run(cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    # The example's own settings (8 epochs, ~10 s): one run checks both what it prints
+    # and the accuracy its docstring claims.
     pytest.importorskip("matplotlib")
-    return cnn.main(epochs=2, verbose=False, out_dir=tmp_path_factory.mktemp("cnn"))
+    return cnn.main(verbose=False, out_dir=tmp_path_factory.mktemp("cnn"))
 
 
-def test_cnn_learns_the_digits_in_two_epochs(cnn_fast: dict) -> None:
-    assert cnn_fast["history"].epochs == 2
-    assert cnn_fast["accuracy"] >= 0.95
-    assert cnn_fast["accuracy"] == cnn_fast["history"].val_metrics["accuracy"][-1]
-    assert 0.0 < cnn_fast["loss"] < 0.2
-    assert len(cnn_fast["per_digit"]) == 10 and min(cnn_fast["per_digit"]) >= 0.8
-    wrong = sum(count for _, count in cnn_fast["mistakes"])
-    assert wrong == cnn_fast["n_wrong"] == round((1 - cnn_fast["accuracy"]) * 450)
-    assert all(true != predicted for (true, predicted), _ in cnn_fast["mistakes"])
+def test_cnn_reaches_98_percent_and_reports_its_mistakes(cnn_run: dict) -> None:
+    assert cnn_run["history"].epochs == 8
+    assert cnn_run["accuracy"] >= 0.98
+    assert cnn_run["accuracy"] == cnn_run["history"].val_metrics["accuracy"][-1]
+    assert 0.0 < cnn_run["loss"] < 0.1
+    assert len(cnn_run["per_digit"]) == 10 and min(cnn_run["per_digit"]) >= 0.9
+    wrong = sum(count for _, count in cnn_run["mistakes"])
+    assert wrong == cnn_run["n_wrong"] == round((1 - cnn_run["accuracy"]) * 450)
+    assert all(true != predicted for (true, predicted), _ in cnn_run["mistakes"])
 
 
-def test_cnn_saves_filters_and_curves(cnn_fast: dict) -> None:
-    figures = cnn_fast["figures"]
+def test_cnn_saves_filters_and_curves(cnn_run: dict) -> None:
+    figures = cnn_run["figures"]
     assert set(figures) == {"filters", "curves"}
     for path in figures.values():
         assert_png(path)
 
 
-def test_cnn_first_layer_shape(cnn_fast: dict) -> None:
-    conv = cnn_fast["net"].layers[0]
+def test_cnn_first_layer_shape(cnn_run: dict) -> None:
+    conv = cnn_run["net"].layers[0]
     assert isinstance(conv, fb.Conv2D) and conv.W.shape == (3, 3, 1, 16)
 
 
@@ -70,15 +75,6 @@ def test_shift_moves_pixels_and_fills_with_zeros(cnn: ModuleType) -> None:
     assert images.shape == (10, 3, 4, 1) and labels.tolist() == [3, 7] * 5
     np.testing.assert_array_equal(images[:2], x)
     assert x.min() == 1  # the input is unchanged
-
-
-@pytest.mark.slow
-def test_cnn_full_settings_reach_98_percent(
-    cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    result = cnn.main(verbose=False, out_dir=tmp_path_factory.mktemp("cnn_full"))
-    assert result["history"].epochs == 8
-    assert result["accuracy"] >= 0.98
 
 
 # ----------------------------------------------------------------------------- regularisation
