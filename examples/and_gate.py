@@ -30,7 +30,8 @@ Run it with::
 
     python examples/and_gate.py
 
-It takes about 15 seconds (200,000 small gradient steps); ``main(rounds=2)`` is
+It takes about 30 seconds on a 2-core machine (200,000 small gradient steps, about
+150 us each: on a network this small a step is all Python); ``main(rounds=2)`` is
 quicker.
 """
 
