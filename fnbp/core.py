@@ -192,21 +192,18 @@ def vjp_ctx(
     return method(x, need_g_x, ctx)
 
 
-def _flag(layer: Any, name: str) -> bool:
-    return bool(getattr(type(layer), name, False))
-
-
 def hands_over(layer: Any, direction: str) -> bool:
     """Whether ``layer``'s output (``direction="y"``) or input gradient (``"g_x"``) is a
     new array it does not keep: its class sets ``fresh_y`` / ``fresh_g_x``."""
-    return _flag(layer, "fresh_y" if direction == "y" else "fresh_g_x")
+    return getattr(type(layer), "fresh_y" if direction == "y" else "fresh_g_x", False) is True
 
 
 def takes_over(layer: Any) -> bool:
     """Whether ``layer`` may write into an input or a ``g_y`` handed to it: its class
     sets ``in_place`` (a plain layer: ``vjp(x, need_g_x, own=True)``, ``pullback(g_y,
     own=True)``)."""
-    return _flag(layer, "in_place") and not hasattr(type(layer), "vjp_ctx")
+    cls = type(layer)
+    return getattr(cls, "in_place", False) is True and not hasattr(cls, "vjp_ctx")
 
 
 def watched() -> bool:

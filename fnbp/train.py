@@ -70,9 +70,9 @@ def _run(net: Any, loss: Loss, x: Any, target: Any, ctx: Context) -> tuple:
     if states is not None and (type(states) is not tuple or len(states) != len(net.layers)):
         raise StructureError(f"Serial of {len(net.layers)} layers needs a tuple of states")
     head_ctx = Context(ctx.train, ctx.key, None if states is None else states[:-1])
-    z, pullback, new_state = vjp_ctx(Serial(tuple(head)), as_input(x), False, head_ctx)
+    z, pullback, new_state = vjp_ctx(Serial.of_checked(tuple(head)), as_input(x), False, head_ctx)
     value, g_z = fused.value_and_grad(z, target)
-    grads = Serial((*pullback(g_z)[1].layers, last))
+    grads = Serial.of_checked((*pullback(g_z)[1].layers, last))
     new_states = (*new_state, None if states is None else states[-1])
     return value, grads, new_states, z
 

@@ -61,6 +61,15 @@ class Serial(ContextLayer):
 
     layers: tuple[LayerLike, ...] = attrs.field(converter=_as_layers)
 
+    @classmethod
+    def of_checked(cls, layers: tuple[LayerLike, ...]) -> Serial:
+        """A ``Serial`` of ``layers`` without the checks: for a tuple of layers taken
+        from Serials (or their gradient records) already checked. A combinator's step
+        builds several; anything else, call ``Serial(layers)``."""
+        new = object.__new__(cls)
+        object.__setattr__(new, "layers", layers)
+        return new
+
     def __repr__(self) -> str:
         return nested_repr("Serial", [repr(layer) for layer in self.layers])
 
@@ -89,7 +98,7 @@ class Serial(ContextLayer):
                 give = handing and own and takes_over(layers[i])
                 g, grads[i] = pullbacks[i](g, own=True) if give else pullbacks[i](g)
                 own = hands_over(layers[i], "g_x")
-            return g, Serial(tuple(grads))
+            return g, Serial.of_checked(tuple(grads))
 
         return x, chain_rule, tuple(states)
 

@@ -338,3 +338,12 @@ def test_mlp_of_huge_sizes_is_refused_before_allocating(sizes):
 def test_mlp_sizes_are_checked(sizes):
     with pytest.raises(ValueError, match=r"mlp: sizes|Dense.init: (in|out)_size"):
         fb.mlp(fb.random.key(0), sizes)
+
+
+def test_of_checked_is_the_same_record_as_the_checked_constructor():
+    layers = (fb.Dense.init(fb.random.key(0), 2, 3), fb.ReLU())
+    quick, checked = fb.Serial.of_checked(layers), fb.Serial(layers)
+    assert quick == checked and repr(quick) == repr(checked)
+    assert fb.tree.leaves(quick) == fb.tree.leaves(checked)
+    with pytest.raises(AttributeError):
+        quick.layers = ()  # frozen all the same
