@@ -48,6 +48,41 @@ def _has_params(layer: LayerLike) -> bool:
 
 
 @attrs.frozen
+class _Plan:
+    """What a Serial's step needs to know of its layers' classes, found once per tuple of
+    classes: the children's places, which layers have parameters, which fresh outputs go
+    on to the next layer to work in, which layers take over the ``g`` they are given and
+    which give back a fresh ``g_x`` (see "Handing arrays over" in :mod:`fnbp.core`)."""
+
+    wheres: tuple[str, ...]
+    params: tuple[bool, ...]
+    hand_y: tuple[bool, ...]
+    takes: tuple[bool, ...]
+    fresh_g_x: tuple[bool, ...]
+
+
+_PLANS: dict[tuple[type, ...], _Plan] = {}
+
+
+def _plan(layers: tuple[LayerLike, ...]) -> _Plan:
+    classes = tuple(map(type, layers))
+    plan = _PLANS.get(classes)
+    if plan is None:
+        n = len(layers)
+        takes = tuple(takes_over(layer) for layer in layers)
+        plan = _Plan(
+            tuple(f"layers[{i}]" for i in range(n)),
+            tuple(_has_params(layer) for layer in layers),
+            tuple(i + 1 < n and hands_over(layers[i], "y") and takes[i + 1] for i in range(n)),
+            takes,
+            tuple(hands_over(layer, "g_x") for layer in layers),
+        )
+        if len(_PLANS) < 4096:  # a program has few kinds of Serial; never grow without bound
+            _PLANS[classes] = plan
+    return plan
+
+
+@attrs.frozen
 class Serial(ContextLayer):
     """Layers composed in order: ``y = f_n(... f_2(f_1(x)))``.
 
@@ -81,23 +116,24 @@ class Serial(ContextLayer):
         ``pullback(g_y, own=True)`` says that ``g_y`` may be written into.
         """
         layers, n = self.layers, len(self.layers)
-        handing = not watched()
+        plan, handing = _plan(layers), not watched()
         pullbacks, states, own = [], [], False
-        for i, (layer, c) in enumerate(
-            zip(layers, split_context(ctx, layers, f"Serial of {n} layers"), strict=True)
-        ):
-            x, pullback, state = call(layer, x, need_g_x, c, f"layers[{i}]", own)
+        contexts = split_context(ctx, layers, f"Serial of {n} layers")
+        for i in range(n):
+            x, pullback, state = call(layers[i], x, need_g_x, contexts[i], plan.wheres[i], own)
             pullbacks.append(pullback)
             states.append(state)
-            need_g_x = need_g_x or _has_params(layer)
-            own = handing and i + 1 < n and hands_over(layer, "y") and takes_over(layers[i + 1])
+            need_g_x = need_g_x or plan.params[i]
+            own = handing and plan.hand_y[i]
 
         def chain_rule(g: Any, own: bool = False) -> tuple[Any, Serial]:
             grads: list[Any] = [None] * n
             for i in range(n - 1, -1, -1):
-                give = handing and own and takes_over(layers[i])
-                g, grads[i] = pullbacks[i](g, own=True) if give else pullbacks[i](g)
-                own = hands_over(layers[i], "g_x")
+                if handing and own and plan.takes[i]:
+                    g, grads[i] = pullbacks[i](g, own=True)
+                else:
+                    g, grads[i] = pullbacks[i](g)
+                own = plan.fresh_g_x[i]
             return g, Serial.of_checked(tuple(grads))
 
         return x, chain_rule, tuple(states)
