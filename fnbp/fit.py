@@ -28,7 +28,7 @@ from .errors import DivergenceError, LocatedError, ShapeError, StructureError
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .optim import Optimizer
-from .record import frozen
+from .record import counter
 from .train import Metric, TrainState, batches, fused_loss, train_step
 from .validation import (
     check_bool,
@@ -327,7 +327,7 @@ class _Loop:
                     key = None if epoch_key is None else random.fold_in(epoch_key, i)
                     ts = self.step(ts, xb, yb, key)
                     yield ts, False
-            ts = attrs.evolve(ts, epoch=_count(epoch + 1), epoch_step=_count(0))
+            ts = attrs.evolve(ts, epoch=counter(epoch + 1), epoch_step=counter(0))
             yield ts, True
 
     def step(self, ts: TrainState, xb: Any, yb: Any, key: random.Key | None) -> TrainState:
@@ -357,10 +357,6 @@ class _Loop:
         logs = {k: v / self.seen for k, v in self.sums.items()}
         self.sums, self.seen = {}, 0
         return logs
-
-
-def _count(n: int) -> np.ndarray:
-    return frozen(np.array(n, dtype=np.int64))
 
 
 def _finite_params(ts: TrainState) -> bool:

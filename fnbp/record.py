@@ -36,7 +36,16 @@ import numpy as np
 from .errors import DTypeError
 from .validation import FLOAT_SET
 
-__all__ = ["param", "static", "readonly", "frozen", "replace", "array_repr", "nested_repr"]
+__all__ = [
+    "param",
+    "static",
+    "readonly",
+    "frozen",
+    "counter",
+    "replace",
+    "array_repr",
+    "nested_repr",
+]
 
 
 def frozen(a: np.ndarray) -> np.ndarray:
@@ -47,6 +56,11 @@ def frozen(a: np.ndarray) -> np.ndarray:
     """
     a.setflags(write=False)
     return a
+
+
+def counter(n: int) -> np.ndarray:
+    """A step counter: a read-only 0-d int64 array (a checkpoint template matches any value)."""
+    return frozen(np.array(n, dtype=np.int64))
 
 
 def _shared(a: np.ndarray) -> bool:
@@ -104,6 +118,7 @@ _ALLOWED = {
 
 def _param_converter(kind: str) -> attrs.Converter:
     allowed = _ALLOWED[kind]
+
     def convert(value: Any, record: Any, field: attrs.Attribute) -> np.ndarray | None:
         if type(value) is np.ndarray and value.base is None and not value.flags.writeable:
             if value.dtype in allowed:  # an array fnbp froze itself: kept as it is

@@ -31,7 +31,7 @@ from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
 from .optim import Optimizer, step
-from .record import frozen, nested_repr, param
+from .record import counter, nested_repr, param
 
 __all__ = ["FUSIONS", "TrainState", "fused_loss", "value_and_grad", "train_step", "batches"]
 
@@ -65,12 +65,12 @@ def _run(net: Any, loss: Loss, x: Any, target: Any, ctx: Context) -> tuple:
         pred, pullback, new_state = vjp_ctx(net, as_input(x), False, ctx)
         value, g_pred = loss.value_and_grad(pred, target)
         return value, pullback(g_pred)[1], new_state, pred
-    *head, last = net.layers
+    head, last = net.layers[:-1], net.layers[-1]
     states = ctx.state
     if states is not None and (type(states) is not tuple or len(states) != len(net.layers)):
         raise StructureError(f"Serial of {len(net.layers)} layers needs a tuple of states")
     head_ctx = Context(ctx.train, ctx.key, None if states is None else states[:-1])
-    z, pullback, new_state = vjp_ctx(Serial.of_checked(tuple(head)), as_input(x), False, head_ctx)
+    z, pullback, new_state = vjp_ctx(Serial.of_checked(head), as_input(x), False, head_ctx)
     value, g_z = fused.value_and_grad(z, target)
     grads = Serial.of_checked((*pullback(g_z)[1].layers, last))
     new_states = (*new_state, None if states is None else states[-1])
@@ -99,10 +99,6 @@ def value_and_grad(
     ctx = context("value_and_grad", train, key, state)
     value, grads, new_state, _ = _run(net, loss, x, target, ctx)
     return (value, grads) if state is None else (value, grads, new_state)
-
-
-def _counter(n: int) -> np.ndarray:
-    return frozen(np.array(n, dtype=np.int64))
 
 
 @attrs.frozen
@@ -175,9 +171,9 @@ def train_step(
         params,
         opt_state,
         model_state,
-        _counter(int(ts.step) + 1),
+        counter(int(ts.step) + 1),
         ts.epoch,
-        _counter(int(ts.epoch_step) + 1),
+        counter(int(ts.epoch_step) + 1),
     )
     return new, value, pred
 

@@ -276,11 +276,6 @@ def as_grad(g: Any) -> np.ndarray:
     return validation.floating(g, "optimizer", "grads")
 
 
-def counter(n: int) -> np.ndarray:
-    """A step counter: a read-only 0-d int64 array."""
-    return frozen(np.array(n, dtype=np.int64))
-
-
 def expect_state(state: Any, cls: type, where: str) -> None:
     """A StructureError unless ``state`` is a ``cls`` (not a state of another optimizer)."""
     validation.check_structure(where, state, cls, "the state from its own init")

@@ -17,9 +17,9 @@ import numpy as np
 
 from .. import tree, validation
 from ..errors import DivergenceError, DTypeError
-from ..record import frozen, param
+from ..record import counter, frozen, param
 from . import _leaf
-from .base import EmptyState, Leaves, Optimizer, counter, expect_state, state_leaves, transform
+from .base import EmptyState, Leaves, Optimizer, expect_state, state_leaves, transform
 from .schedules import Schedule
 
 __all__ = [
