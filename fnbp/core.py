@@ -44,6 +44,13 @@ For both kinds:
   and nothing a record holds, is ever handed over, and nothing is while
   :func:`fnbp.trace` watches. A layer that sets none of these is simply given
   its own copy of nothing: the default is never to write.
+* **Handing gradients over.** A class that sets ``fresh_grads = True`` promises
+  that the arrays of its ``grads`` record are new and kept by no one. A
+  ``Serial`` all of whose layers with parameters promise it says so too
+  (``Serial.fresh_grads``); :func:`fnbp.train_step`, which never shows its
+  grads to anyone, then hands them to ``fb.optim.step(..., grads_handed=True)``,
+  which may write the updates and the new parameters into them. Only arrays
+  that own their memory are written (a view, such as Conv's, is left alone).
 * A context layer hands back its new state as a value (``None`` if it keeps
   none) and never modifies ``ctx.state``. In inference a layer that needs its
   state (BatchNorm's running statistics) and gets none raises
@@ -192,10 +199,14 @@ def vjp_ctx(
     return method(x, need_g_x, ctx)
 
 
+_FLAGS = {"y": "fresh_y", "g_x": "fresh_g_x", "grads": "fresh_grads"}
+
+
 def hands_over(layer: Any, direction: str) -> bool:
-    """Whether ``layer``'s output (``direction="y"``) or input gradient (``"g_x"``) is a
-    new array it does not keep: its class sets ``fresh_y`` / ``fresh_g_x``."""
-    return getattr(type(layer), "fresh_y" if direction == "y" else "fresh_g_x", False) is True
+    """Whether ``layer``'s output (``direction="y"``), input gradient (``"g_x"``) or
+    gradient record's arrays (``"grads"``) are new arrays it does not keep: its class
+    sets ``fresh_y`` / ``fresh_g_x`` / ``fresh_grads``."""
+    return getattr(type(layer), _FLAGS[direction], False) is True
 
 
 def takes_over(layer: Any) -> bool:

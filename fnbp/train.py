@@ -26,7 +26,7 @@ import attrs
 import numpy as np
 
 from . import random, validation
-from .core import Context, as_input, context, init_state, vjp_ctx
+from .core import Context, as_input, context, init_state, vjp_ctx, watched
 from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
@@ -151,8 +151,11 @@ def train_step(
     Runs the network in training mode (Dropout draws its mask from ``key``,
     BatchNorm uses the batch's statistics and updates ``ts.model_state``),
     takes the gradients with :func:`value_and_grad`, and applies the
-    ``optimizer``. ``loss_value`` and ``pred`` (the network's output, or the
-    fused loss's input) come from before the update. Pure: ``ts`` is unchanged.
+    ``optimizer`` (for a ``Serial`` whose layers promise fresh gradients,
+    ``Serial.fresh_grads``, with ``grads_handed=True``: nobody else sees these
+    grads; the same bits, fewer new arrays). ``loss_value`` and ``pred`` (the
+    network's output, or the fused loss's input) come from before the update.
+    Pure: ``ts`` is unchanged.
     """
     if not isinstance(ts, TrainState):
         raise validation.fail("train_step", "ts", "a TrainState (fb.TrainState.create)", ts)
@@ -160,8 +163,9 @@ def train_step(
     optimizer = validation.check_optimizer("train_step", optimizer)
     ctx = context("train_step", True, key, ts.model_state)
     value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
+    handed = type(ts.params) is Serial and ts.params.fresh_grads and not watched()
     try:
-        params, opt_state = step(optimizer, ts.params, grads, ts.opt_state)
+        params, opt_state = step(optimizer, ts.params, grads, ts.opt_state, grads_handed=handed)
     except StructureError as e:
         raise StructureError(
             f"train_step: ts.opt_state does not fit this optimizer (a TrainState made with "

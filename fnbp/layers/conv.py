@@ -186,7 +186,7 @@ class _Conv(Layer):
 
     __slots__ = ()
     _NDIM = 0
-    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
+    fresh_y = fresh_g_x = fresh_grads = True  # new arrays, kept by no one (see fnbp.core)
     W: np.ndarray
     b: np.ndarray
     stride: tuple[int, ...]

@@ -34,7 +34,7 @@ class Dense(Layer):
 
     W: np.ndarray = param()
     b: np.ndarray = param()
-    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
+    fresh_y = fresh_g_x = fresh_grads = True  # new arrays, kept by no one (see fnbp.core)
 
     @classmethod
     def init(

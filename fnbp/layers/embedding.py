@@ -37,6 +37,7 @@ class Embedding(Layer):
     """
 
     table: np.ndarray = param()
+    fresh_grads = True  # a new array, kept by no one (see fnbp.core)
 
     def __repr__(self) -> str:
         if np.ndim(self.table) == 2:

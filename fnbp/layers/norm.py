@@ -110,7 +110,7 @@ class LayerNorm(Layer):
     gamma: np.ndarray = param()
     beta: np.ndarray = param()
     eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
-    fresh_y = fresh_g_x = True  # new arrays, kept by no one (see "Handing arrays over")
+    fresh_y = fresh_g_x = fresh_grads = True  # new arrays, kept by no one (see fnbp.core)
 
     def __repr__(self) -> str:
         return _norm_repr(self, eps=1e-5)
@@ -203,6 +203,7 @@ class BatchNorm(ContextLayer):
     beta: np.ndarray = param()
     momentum: float = static(default=0.9, converter=validation.real(low=0.0, high=1.0))
     eps: float = static(default=1e-5, converter=validation.real(low=0.0, low_open=True))
+    fresh_grads = True  # new arrays, kept by no one (see fnbp.core)
 
     @classmethod
     def init(

@@ -52,13 +52,15 @@ class _Plan:
     """What a Serial's step needs to know of its layers' classes, found once per tuple of
     classes: the children's places, which layers have parameters, which fresh outputs go
     on to the next layer to work in, which layers take over the ``g`` they are given and
-    which give back a fresh ``g_x`` (see "Handing arrays over" in :mod:`fnbp.core`)."""
+    which give back a fresh ``g_x``, and whether every gradient record is made of fresh
+    arrays (see "Handing arrays over" in :mod:`fnbp.core`)."""
 
     wheres: tuple[str, ...]
     params: tuple[bool, ...]
     hand_y: tuple[bool, ...]
     takes: tuple[bool, ...]
     fresh_g_x: tuple[bool, ...]
+    fresh_grads: bool
 
 
 _PLANS: dict[tuple[type, ...], _Plan] = {}
@@ -70,12 +72,14 @@ def _plan(layers: tuple[LayerLike, ...]) -> _Plan:
     if plan is None:
         n = len(layers)
         takes = tuple(takes_over(layer) for layer in layers)
+        params = tuple(_has_params(layer) for layer in layers)
         plan = _Plan(
             tuple(f"layers[{i}]" for i in range(n)),
-            tuple(_has_params(layer) for layer in layers),
+            params,
             tuple(i + 1 < n and hands_over(layers[i], "y") and takes[i + 1] for i in range(n)),
             takes,
             tuple(hands_over(layer, "g_x") for layer in layers),
+            all(hands_over(layer, "grads") for layer, p in zip(layers, params, strict=True) if p),
         )
         if len(_PLANS) < 4096:  # a program has few kinds of Serial; never grow without bound
             _PLANS[classes] = plan
@@ -104,6 +108,12 @@ class Serial(ContextLayer):
         new = object.__new__(cls)
         object.__setattr__(new, "layers", layers)
         return new
+
+    @property
+    def fresh_grads(self) -> bool:
+        """Whether the arrays of this Serial's gradient records are new and kept by no
+        one: every layer with parameters sets ``fresh_grads`` (see :mod:`fnbp.core`)."""
+        return _plan(self.layers).fresh_grads
 
     def __repr__(self) -> str:
         return nested_repr("Serial", [repr(layer) for layer in self.layers])

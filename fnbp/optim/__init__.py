@@ -16,7 +16,7 @@ moments mirror the params; nothing is modified in place.
 
 from . import schedules
 from .alias import adagrad, adam, adamw, rmsprop, sgd
-from .base import EmptyState, Optimizer, apply_updates, chain, identity, step, update
+from .base import EmptyState, Optimizer, apply_updates, chain, handed, identity, step, update
 from .transforms import (
     AdamState,
     RmsState,
@@ -62,6 +62,7 @@ __all__ = [
     "schedules",
     "sgd",
     "step",
+    "handed",
     "trace",
     "update",
 ]

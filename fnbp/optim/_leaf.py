@@ -9,6 +9,8 @@ hyperparameters arrive as Python floats, so float32 stays float32.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import numpy as np
 
 from ..record import frozen
@@ -19,9 +21,14 @@ def _like(a: np.ndarray) -> np.ndarray:
     return np.empty(a.shape, a.dtype)
 
 
+HANDED: ContextVar[frozenset[int]] = ContextVar("fnbp_handed_grads", default=frozenset())
+"""The ids of the grad arrays that ``fnbp.optim.step(..., grads_handed=True)`` has handed
+to the rule it is running (empty otherwise): a transform may compute into them."""
+
+
 def scale(g: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * g`` in ``g``'s dtype."""
-    return np.multiply(g, factor, out=_like(g))
+    """``factor * g`` in ``g``'s dtype; into ``g`` itself when it was handed over."""
+    return np.multiply(g, factor, out=g if id(g) in HANDED.get() else _like(g))
 
 
 def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -29,12 +36,22 @@ def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return frozen(np.add(p, u, out=_like(p), dtype=p.dtype))
 
 
-def add_into(p: np.ndarray, u: np.ndarray, ours: bool) -> np.ndarray:
+def add_into(
+    p: np.ndarray, u: np.ndarray, ours: bool, spare: np.ndarray | None = None
+) -> np.ndarray:
     """``p + u`` like :func:`add`, written into ``u`` itself when ``ours`` (nobody else
-    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype."""
-    if ours and u.base is None and u.flags.writeable and u.dtype == p.dtype:
+    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype; else
+    into ``spare`` (an array of ``p``'s shape nobody holds) when it is such an array."""
+    if ours and _writes(u, p):
         return frozen(np.add(u, p, out=u))
+    if spare is not None and _writes(spare, p):
+        return frozen(np.add(p, u, out=spare, dtype=p.dtype))
     return add(p, u)
+
+
+def _writes(a: np.ndarray, p: np.ndarray) -> bool:
+    """Whether ``a`` may take a new value of ``p``: its own memory, writeable, ``p``'s dtype."""
+    return a.base is None and a.flags.writeable and a.dtype == p.dtype
 
 
 def moment(m: np.ndarray, g: np.ndarray, decay: float) -> np.ndarray:

@@ -24,6 +24,14 @@ array when a transform just allocated it for this step: an array that owns its
 memory, is writeable, and is neither a leaf of ``grads`` nor of the new state
 (fnbp's transforms return their states read-only). A transform you write hands
 its update arrays over to ``step``: keep no other reference to them.
+
+**Handed grads.** ``step(..., grads_handed=True)`` says that nobody holds the
+grads' arrays any more (:func:`fnbp.train_step` says so for a network whose
+layers promise fresh gradients; see "Handing gradients over" in
+:mod:`fnbp.core`). Their leaves that own their memory then reach the rule writeable
+(:func:`handed` tells a rule which): fnbp's ``scale`` computes into them, and
+``step`` writes a new parameter into its grad's array when the update itself is
+held (a momentum that is also the state). The results are the same bits.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from . import _leaf
 __all__ = [
     "Optimizer",
     "EmptyState",
+    "handed",
     "identity",
     "chain",
     "transform",
@@ -87,6 +96,28 @@ class Optimizer:
 @attrs.frozen
 class EmptyState:
     """The state of a stateless transform (``scale``, ``clip_by_global_norm``...)."""
+
+
+def handed(a: Any) -> bool:
+    """Whether a rule may compute into the grad leaf ``a``: :func:`step` was called with
+    ``grads_handed=True`` and ``a`` is one of those grads' own arrays (see "Handed
+    grads" in the module docstring). A rule of your own may ignore this."""
+    return id(a) in _leaf.HANDED.get()
+
+
+def _handed(g: Leaves) -> Leaves:
+    """The grads' leaves, handed over: each one that owns its memory and is given once
+    made writeable, every other one as a read-only view (never written)."""
+    unique = len({id(a) for a in g}) == len(g)
+    out = []
+    for a in g:
+        if a.base is None and (unique or sum(x is a for x in g) == 1):
+            a.setflags(write=True)
+        elif a.flags.writeable:
+            a = a.view()
+            a.setflags(write=False)
+        out.append(a)
+    return out
 
 
 def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
@@ -163,9 +194,18 @@ def chain(*optimizers: Optimizer) -> Optimizer:
         for r, s in zip(rules, state, strict=True):
             g, s = r(g, s, p, like)
             new_state.append(s)
+            _keep_out(s)
         return g, tuple(new_state)
 
     return transform(init, rule)
+
+
+def _keep_out(state: Any) -> None:
+    """Take the arrays a transform keeps in its new state out of the handed grads, so
+    that the next transform of a chain never writes into them."""
+    ids = _leaf.HANDED.get()
+    if ids:
+        _leaf.HANDED.set(ids.difference(id(a) for a in tree.leaves(state)))
 
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
@@ -210,11 +250,16 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     return tree.unflatten(params, [_leaf.add(a, b) for a, b in zip(p, u, strict=True)])
 
 
-def step(opt: Optimizer, params: Params, grads: Any, state: State) -> tuple[Params, State]:
+def step(
+    opt: Optimizer, params: Params, grads: Any, state: State, *, grads_handed: bool = False
+) -> tuple[Params, State]:
     """One optimizer step: ``(apply_updates(params, updates), new_state)``.
 
     Two walks of the trees in all (see the module docstring); the new params
     are written into update arrays the transforms just allocated, when they may be.
+    ``grads_handed=True`` hands the grads' arrays over: nobody may hold them any
+    more, and the step may compute into them ("Handed grads" in the module
+    docstring; :func:`fnbp.train_step` does this). The results are the same bits.
 
     >>> import numpy as np, fnbp as fb
     >>> opt = fb.optim.adam(0.1)
@@ -224,10 +269,36 @@ def step(opt: Optimizer, params: Params, grads: Any, state: State) -> tuple[Para
     [0.9, -0.9]
     """
     p, g = _pairs(params, grads, "grads")
-    u, state = _rule(opt)(g, state, p, grads)
-    held = {id(a) for a in g} | {id(a) for a in tree.leaves(state)}
-    new = [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+    if not grads_handed:
+        u, state = _rule(opt)(g, state, p, grads)
+    else:
+        g = _handed(g)
+        token = _leaf.HANDED.set(frozenset(id(a) for a in g if a.flags.writeable))
+        try:
+            u, state = _rule(opt)(g, state, p, grads)
+        finally:
+            _leaf.HANDED.reset(token)
+    held = {id(a) for a in tree.leaves(state)}
+    given = {id(a) for a in g}
+    if not grads_handed:
+        held |= given
+        new = [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+    else:
+        new = _into_handed(p, u, g, held, given)
     return tree.unflatten(params, new), state
+
+
+def _into_handed(p: Leaves, u: Leaves, g: Leaves, held: set[int], given: set[int]) -> Leaves:
+    """``p + u`` leaf by leaf after a rule on handed grads ``g``: into ``u`` when nobody
+    else holds it (a new array, or ``g[i]`` itself computed in place), else into the
+    handed ``g[i]`` when no update is it, else into a new array."""
+    updates = {id(b) for b in u}
+    new = []
+    for a, b, x in zip(p, u, g, strict=True):
+        ours = id(b) not in held and (id(b) not in given or b is x)
+        free = x.flags.writeable and id(x) not in held and id(x) not in updates
+        new.append(_leaf.add_into(a, b, ours, x if free else None))
+    return new
 
 
 def update(params: Params, grads: Any, learning_rate: float) -> Params:

@@ -300,3 +300,103 @@ def test_a_state_from_another_optimizer_is_a_structure_error(made_by, used_with)
     state = OPTIMIZERS[made_by]().init(params)
     with pytest.raises(fb.StructureError, match=r"states? .*from its own init"):
         optim.step(OPTIMIZERS[used_with](), params, {"w": np.ones(3)}, state)
+
+
+# ---------------------------------------------------------------- handed grads (train_step's)
+
+
+def _frozen_grads(net, seed):
+    """Grads as a layer makes them: new arrays of their own memory, frozen."""
+    keys = fb.random.split(fb.random.key(seed), len(fb.tree.leaves(net)))
+    leaves = [
+        fb.frozen(fb.random.normal(k, p.shape, dtype=p.dtype))
+        for k, p in zip(keys, fb.tree.leaves(net), strict=True)
+    ]
+    return fb.tree.unflatten(net, leaves)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_handed_grads_give_the_same_bits(name):
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    opt = OPTIMIZERS[name]()
+    plain = handed = net
+    s_plain = s_handed = opt.init(net)
+    for t in range(3):
+        plain, s_plain = optim.step(opt, plain, _frozen_grads(net, t), s_plain)
+        handed, s_handed = optim.step(
+            opt, handed, _frozen_grads(net, t), s_handed, grads_handed=True
+        )
+        for a, b in zip(
+            fb.tree.leaves((plain, s_plain)), fb.tree.leaves((handed, s_handed)), strict=True
+        ):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+            assert not b.flags.writeable
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_handed_grads_leave_params_and_state_alone(name):
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    opt = OPTIMIZERS[name]()
+    state = opt.init(net)
+    state = optim.step(opt, net, _frozen_grads(net, 9), state)[1]  # moments not zero
+    before = [np.array(a) for a in fb.tree.leaves((net, state))]
+    new, new_state = optim.step(opt, net, _frozen_grads(net, 1), state, grads_handed=True)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, fb.tree.leaves((net, state)), strict=True)
+    )
+    olds = fb.tree.leaves((net, state, new_state))
+    assert not any(np.shares_memory(p, o) for p in fb.tree.leaves(new) for o in olds)
+
+
+@pytest.mark.parametrize("make", [lambda: optim.sgd(0.1), lambda: optim.trace(0.9)])
+def test_handed_grads_are_where_the_new_params_go(make):
+    """The mechanism happens: SGD scales in place, and an update the state holds (a bare
+    momentum's velocity) is added to the params in the grads' arrays."""
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    opt = make()
+    grads = _frozen_grads(net, 1)
+    new, _ = optim.step(opt, net, grads, opt.init(net), grads_handed=True)
+    for p, g in zip(fb.tree.leaves(new), fb.tree.leaves(grads), strict=True):
+        assert p is g and not p.flags.writeable
+
+
+def test_a_leaf_given_twice_or_a_view_is_never_written():
+    g = fb.frozen(np.array([1.0, -2.0]))
+    base = fb.frozen(np.array([[3.0, 4.0], [5.0, 6.0]]))
+    params = {"a": np.zeros(2), "b": np.zeros(2), "c": np.zeros(2)}
+    grads = {"a": g, "b": g, "c": base[1]}
+    new, _ = optim.step(
+        optim.sgd(0.5), params, grads, optim.sgd(0.5).init(params), grads_handed=True
+    )
+    assert g.tolist() == [1.0, -2.0] and base.tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    assert new["a"].tolist() == new["b"].tolist() == [-0.5, 1.0]
+    assert new["c"].tolist() == [-2.5, -3.0]
+
+
+def test_a_rule_of_your_own_is_told_which_grads_are_handed_and_may_ignore_it():
+    seen = []
+
+    def rule(g, state, p, like):
+        seen.append([optim.handed(x) for x in g])
+        return [-x for x in g], state
+
+    opt = optim.base.transform(lambda params: optim.EmptyState(), rule)
+    params = {"w": np.ones(2)}
+    new, _ = optim.step(
+        opt, params, {"w": fb.frozen(np.ones(2))}, opt.init(params), grads_handed=True
+    )
+    assert seen == [[True]] and not optim.handed(new["w"]) and new["w"].tolist() == [0.0, 0.0]
+
+
+def test_a_chain_never_writes_into_what_an_earlier_transform_keeps():
+    """A transform of your own that keeps its grads in its state, then fnbp's scale."""
+
+    def keep(g, state, p, like):
+        return g, tuple(g)
+
+    keeper = optim.base.transform(lambda params: (), keep)
+    opt = optim.chain(keeper, optim.sgd(0.5))
+    params = {"w": np.ones(2)}
+    grads = {"w": fb.frozen(np.array([2.0, 4.0]))}
+    new, state = optim.step(opt, params, grads, opt.init(params), grads_handed=True)
+    assert new["w"].tolist() == [0.0, -1.0] and state[0][0].tolist() == [2.0, 4.0]
