@@ -11,14 +11,15 @@ whose step is these four methods in a row):
 | loss | ``fb.softmax_cross_entropy.value_and_grad(z, y)`` | ``loss_and_grad`` into the logits |
 | backward | ``pullback(g)`` | ``backward`` into kept gradient buffers |
 | update | ``fb.optim.step(fb.optim.sgd(lr), net, grads, state)`` | ``sgd``: ``g *= -lr; W += g`` |
-| whole step | ``value_and_grad`` + ``optim.step`` | ``step`` |
+| whole step | ``fb.train_step`` (``value_and_grad`` + ``optim.step``, grads handed over) | ``step`` |
 
 plus ``fb.update(net, grads, lr)`` as the other fnbp update. The last table
 runs the same phases on a 16-16-16-4 MLP at batch 4, where the arithmetic is
 negligible: what is left are the fixed costs per step, Python and numpy call
 overhead (the numpy limit makes about 40 numpy calls per step). ``glue`` is the
-whole step minus its phases: for fnbp, what ``value_and_grad`` and ``Serial``
-add around the layers. All contenders are interleaved round by round;
+whole step minus its phases: for fnbp, what ``value_and_grad``, ``Serial`` and
+the ``TrainState`` add around the layers, less what handing the grads over saves
+(the update phase alone cannot hand over grads it reuses). All contenders are interleaved round by round;
 differences are taken within each round.
 
 (The limit's update phase is timed with ``lr = -1``, a multiply by one that does
@@ -36,7 +37,7 @@ from typing import Any
 
 import _harness as harness
 import numpy as np
-from mlp_throughput import BATCHES, LR, SGD, SIZES, fnbp_optim_step, fnbp_params
+from mlp_throughput import BATCHES, LR, SGD, SIZES, fnbp_params, fnbp_train_step
 from numpy_limit import NumpyLimit, choose
 
 import fnbp as fb
@@ -52,6 +53,7 @@ def contenders(
     net = fb.mlp(fb.random.key(0), sizes, dtype=X.dtype)
     x, t = X[:batch, : sizes[0]], y[:batch] % sizes[-1]
     state = SGD.init(net)
+    ts = fb.TrainState.create(net, SGD)
     z, pullback = fb.vjp(net, x, need_g_x=False)
     _, g = fb.softmax_cross_entropy.value_and_grad(z, t)
     _, grads = pullback(g)
@@ -74,7 +76,7 @@ def contenders(
         "fnbp backward": rep(lambda: pullback(g)),
         "fnbp update": rep(lambda: fb.optim.step(SGD, net, grads, state)),
         "fnbp fb.update": rep(lambda: fb.update(net, grads, learning_rate=LR)),
-        "fnbp whole step": rep(lambda: fnbp_optim_step(net, state, x, t)),
+        "fnbp whole step": rep(lambda: fnbp_train_step(ts, x, t)),
         "limit forward": rep(lambda: limit.forward(ws, x)),
         "limit loss": rep(lambda: limit.loss_and_grad(ws, t)),
         "limit backward": rep(lambda: limit.backward(ws, x)),

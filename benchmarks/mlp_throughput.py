@@ -18,7 +18,9 @@ Contenders, measured in the same process and interleaved round by round:
   gradient, so the update is one ``W += g`` pass (only plain SGD allows it).
 * ``fnbp fit``: ``fb.fit`` for one epoch (its own shuffled minibatches, key
   given, ``progress=False``).
-* ``fnbp step``: ``fb.value_and_grad`` + ``fb.optim.step(fb.optim.sgd(lr), ...)``.
+* ``fnbp step``: ``fb.train_step`` with ``sgd(lr)``: ``fb.value_and_grad`` +
+  ``fb.optim.step`` with the grads handed over, and its ``TrainState`` (what
+  ``fit`` loops over).
 * ``fnbp vag + update``: ``fb.value_and_grad`` + ``fb.update``.
 * ``notebook``: the teaching notebook's classes (Dense, ReLU, a Network that
   stores every layer input) with a softmax cross-entropy and correct
@@ -128,13 +130,10 @@ class Network(harness.NotebookNetwork):
 # so a future ``fb.train_step`` can replace it in one place.
 
 
-def fnbp_optim_step(
-    net: fb.Serial, opt_state: Any, x: np.ndarray, y: np.ndarray
-) -> tuple[fb.Serial, Any, float]:
-    """fnbp's training step: ``value_and_grad`` + ``fb.optim.step`` with ``sgd(lr)``."""
-    loss, grads = fb.value_and_grad(net, fb.softmax_cross_entropy, x, y)
-    net, opt_state = fb.optim.step(SGD, net, grads, opt_state)
-    return net, opt_state, loss
+def fnbp_train_step(ts: fb.TrainState, x: np.ndarray, y: np.ndarray) -> tuple[fb.TrainState, float]:
+    """fnbp's training step: ``fb.train_step`` with ``sgd(lr)`` (what ``fit`` loops over)."""
+    ts, loss, _ = fb.train_step(ts, fb.softmax_cross_entropy, SGD, x, y)
+    return ts, loss
 
 
 def fnbp_update_step(net: fb.Serial, x: np.ndarray, y: np.ndarray) -> tuple[fb.Serial, float]:
@@ -172,13 +171,13 @@ def fnbp_params(net: fb.Serial) -> Params:
 
 
 def make_fnbp_step(net0: fb.Serial, batches: Batches) -> Epoch:
-    state = [net0, SGD.init(net0)]
+    state = [fb.TrainState.create(net0, SGD)]
 
     def epoch() -> None:
-        net, opt_state = state
+        ts = state[0]
         for x, y in batches:
-            net, opt_state, _ = fnbp_optim_step(net, opt_state, x, y)
-        state[:] = net, opt_state
+            ts, _ = fnbp_train_step(ts, x, y)
+        state[0] = ts
 
     return epoch
 
@@ -411,11 +410,11 @@ def check_trajectory(
     steps = min(steps, len(X) // batch)
     n = steps * batch
     mb = [(X[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
-    net, opt_state, ref_losses = net0, SGD.init(net0), []
+    ts, ref_losses = fb.TrainState.create(net0, SGD), []
     for x, t in mb:
-        net, opt_state, loss = fnbp_optim_step(net, opt_state, x, t)
+        ts, loss = fnbp_train_step(ts, x, t)
         ref_losses.append(float(loss))
-    ref = fnbp_params(net)
+    ref = fnbp_params(ts.params)
     scale = max(float(np.abs(p).max()) for layer in ref for p in layer)
     moved = _param_diff(ref, fnbp_params(net0))
     runs: dict[str, tuple[Params, list[float]]] = {}
