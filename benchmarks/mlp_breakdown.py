@@ -11,7 +11,7 @@ whose step is these four methods in a row):
 | loss | ``fb.softmax_cross_entropy.value_and_grad(z, y)`` | ``loss_and_grad`` into the logits |
 | backward | ``pullback(g)`` | ``backward`` into kept gradient buffers |
 | update | ``fb.optim.step(fb.optim.sgd(lr), net, grads, state)`` | ``sgd``: ``g *= -lr; W += g`` |
-| whole step | ``fb.train_step`` (``value_and_grad`` + ``optim.step``, grads handed over) | ``step`` |
+| whole step | ``fb.train_step`` (grads handed over) | ``step`` |
 
 plus ``fb.update(net, grads, lr)`` as the other fnbp update. The last table
 runs the same phases on a 16-16-16-4 MLP at batch 4, where the arithmetic is
@@ -19,8 +19,8 @@ negligible: what is left are the fixed costs per step, Python and numpy call
 overhead (the numpy limit makes about 40 numpy calls per step). ``glue`` is the
 whole step minus its phases: for fnbp, what ``value_and_grad``, ``Serial`` and
 the ``TrainState`` add around the layers, less what handing the grads over saves
-(the update phase alone cannot hand over grads it reuses). All contenders are interleaved round by round;
-differences are taken within each round.
+(the update phase alone cannot hand over grads it reuses). All contenders are
+interleaved round by round; differences are taken within each round.
 
 (The limit's update phase is timed with ``lr = -1``, a multiply by one that does
 the same work, so that repeating it on the same gradients does not drive them

@@ -26,9 +26,15 @@ HANDED: ContextVar[frozenset[int]] = ContextVar("fnbp_handed_grads", default=fro
 to the rule it is running (empty otherwise): a transform may compute into them."""
 
 
+def fresh(a: object) -> bool:
+    """Whether ``a`` is an array of its own memory, writeable: one a transform just made."""
+    return type(a) is np.ndarray and a.base is None and a.flags.writeable
+
+
 def scale(g: np.ndarray, factor: float) -> np.ndarray:
     """``factor * g`` in ``g``'s dtype; into ``g`` itself when it was handed over."""
-    return np.multiply(g, factor, out=g if id(g) in HANDED.get() else _like(g))
+    into = id(g) in HANDED.get() and g.flags.writeable
+    return np.multiply(g, factor, out=g if into else _like(g))
 
 
 def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:

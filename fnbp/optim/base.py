@@ -25,6 +25,11 @@ memory, is writeable, and is neither a leaf of ``grads`` nor of the new state
 (fnbp's transforms return their states read-only). A transform you write hands
 its update arrays over to ``step``: keep no other reference to them.
 
+Within a :func:`chain`, the same goes for the update arrays one transform
+allocated: the next one may compute into them (fnbp's ``scale`` does, so the
+learning rate that closes ``adam`` costs no new array). :func:`handed` tells a
+rule which of its input arrays it may write into.
+
 **Handed grads.** ``step(..., grads_handed=True)`` says that nobody holds the
 grads' arrays any more (:func:`fnbp.train_step` says so for a network whose
 layers promise fresh gradients; see "Handing gradients over" in
@@ -99,8 +104,9 @@ class EmptyState:
 
 
 def handed(a: Any) -> bool:
-    """Whether a rule may compute into the grad leaf ``a``: :func:`step` was called with
-    ``grads_handed=True`` and ``a`` is one of those grads' own arrays (see "Handed
+    """Whether a rule may compute into its input leaf ``a``: one of the grads' own arrays
+    that :func:`step` was given with ``grads_handed=True``, or an update array the
+    transform before it in a :func:`chain` allocated (see "Ownership" and "Handed
     grads" in the module docstring). A rule of your own may ignore this."""
     return id(a) in _leaf.HANDED.get()
 
@@ -191,21 +197,30 @@ def chain(*optimizers: Optimizer) -> Optimizer:
                 f"states (from its own init), got {type(state).__name__}"
             )
         new_state = []
-        for r, s in zip(rules, state, strict=True):
-            g, s = r(g, s, p, like)
-            new_state.append(s)
-            _keep_out(s)
+        token = _leaf.HANDED.set(_leaf.HANDED.get())  # restored when the chain ends
+        try:
+            for k, (r, s) in enumerate(zip(rules, state, strict=True)):
+                out, s = r(g, s, p, like)
+                new_state.append(s)
+                if k + 1 < len(rules):
+                    _leaf.HANDED.set(_passed_on(g, out, s))
+                g = out
+        finally:
+            _leaf.HANDED.reset(token)
         return g, tuple(new_state)
 
     return transform(init, rule)
 
 
-def _keep_out(state: Any) -> None:
-    """Take the arrays a transform keeps in its new state out of the handed grads, so
-    that the next transform of a chain never writes into them."""
-    ids = _leaf.HANDED.get()
+def _passed_on(g: Leaves, out: Leaves, state: Any) -> frozenset[int]:
+    """The arrays of a transform's output ``out`` that the next transform of a chain may
+    compute into: handed grads it passed on, and the update arrays it just allocated
+    (which it keeps no other reference to: see "Ownership"), unless its state keeps them."""
+    handed, given = _leaf.HANDED.get(), {id(a) for a in g}
+    ids = {id(a) for a in out if (id(a) in handed if id(a) in given else _leaf.fresh(a))}
     if ids:
-        _leaf.HANDED.set(ids.difference(id(a) for a in tree.leaves(state)))
+        ids.difference_update(id(a) for a in tree.leaves(state))
+    return frozenset(ids)
 
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:

@@ -400,3 +400,28 @@ def test_a_chain_never_writes_into_what_an_earlier_transform_keeps():
     grads = {"w": fb.frozen(np.array([2.0, 4.0]))}
     new, state = optim.step(opt, params, grads, opt.init(params), grads_handed=True)
     assert new["w"].tolist() == [0.0, -1.0] and state[0][0].tolist() == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "adagrad", "nesterov", "clip+adam"])
+def test_a_chain_hands_each_new_update_array_to_the_next_transform(name, monkeypatch):
+    """The learning rate closing a chain scales the arrays the transform before it made,
+    in place, with the bits of scaling into new arrays."""
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    grads = _frozen_grads(net, 1)
+    opt = OPTIMIZERS[name]()
+    new, state = optim.step(opt, net, grads, opt.init(net))
+    seen = []
+    original = fb.optim._leaf.scale
+
+    def scale(g, factor):  # what the chain hands over, then a copy: scaled into a new array
+        seen.append(optim.handed(g))
+        return original(np.array(g), factor)
+
+    monkeypatch.setattr(fb.optim._leaf, "scale", scale)
+    new_ref, state_ref = optim.step(opt, net, grads, opt.init(net))
+    n = len(fb.tree.leaves(net))
+    assert len(seen) >= n and all(seen[-n:])  # the last scale: the learning rate, every leaf
+    for a, b in zip(
+        fb.tree.leaves((new, state)), fb.tree.leaves((new_ref, state_ref)), strict=True
+    ):
+        assert np.array_equal(a, b)
