@@ -41,7 +41,7 @@ from typing import Any
 
 import _harness as harness
 import numpy as np
-from mlp_throughput import SIZES, Network, fnbp_params, fnbp_update_step
+from mlp_throughput import SGD, SIZES, Network, fnbp_params, fnbp_train_step
 
 import fnbp as fb
 
@@ -64,10 +64,11 @@ def make_step(variant: str, dtype: str) -> tuple[Callable[[], None], int]:
     net0 = fb.mlp(fb.random.key(0), SIZES, dtype=dtype)
     nbytes = sum(W.nbytes + b.nbytes for W, b in fnbp_params(net0))
     if variant == "fnbp":
-        state = [net0]
+        state = [fb.TrainState.create(net0, SGD)]
+        del net0
 
         def step() -> None:
-            state[0] = fnbp_update_step(state[0], x, y)[0]
+            state[0] = fnbp_train_step(state[0], x, y)[0]
 
         return step, nbytes
     if variant == "notebook":

@@ -26,15 +26,25 @@ HANDED: ContextVar[frozenset[int]] = ContextVar("fnbp_handed_grads", default=fro
 to the rule it is running (empty otherwise): a transform may compute into them."""
 
 
-def fresh(a: object) -> bool:
-    """Whether ``a`` is an array of its own memory, writeable: one a transform just made."""
-    return type(a) is np.ndarray and a.base is None and a.flags.writeable
-
-
-def scale(g: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * g`` in ``g``'s dtype; into ``g`` itself when it was handed over."""
-    into = id(g) in HANDED.get() and g.flags.writeable
+def scale(g: np.ndarray, factor: float, into: bool = False) -> np.ndarray:
+    """``factor * g`` in ``g``'s dtype; computed into ``g`` itself when ``into`` (a
+    handed-over array: see ``HANDED``)."""
     return np.multiply(g, factor, out=g if into else _like(g))
+
+
+def scale_all(g: list, factor: float) -> list:
+    """:func:`scale` on every leaf, into the leaves in :data:`HANDED` (still writeable)."""
+    handed = HANDED.get()
+    if not handed:
+        return [np.multiply(x, factor, out=np.empty(x.shape, x.dtype)) for x in g]
+    return [
+        np.multiply(
+            x,
+            factor,
+            out=x if id(x) in handed and x.flags.writeable else np.empty(x.shape, x.dtype),
+        )
+        for x in g
+    ]
 
 
 def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -42,22 +52,24 @@ def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return frozen(np.add(p, u, out=_like(p), dtype=p.dtype))
 
 
-def add_into(
-    p: np.ndarray, u: np.ndarray, ours: bool, spare: np.ndarray | None = None
-) -> np.ndarray:
+def add_into(p: np.ndarray, u: np.ndarray, ours: bool) -> np.ndarray:
     """``p + u`` like :func:`add`, written into ``u`` itself when ``ours`` (nobody else
-    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype; else
-    into ``spare`` (an array of ``p``'s shape nobody holds) when it is such an array."""
-    if ours and _writes(u, p):
-        return frozen(np.add(u, p, out=u))
-    if spare is not None and _writes(spare, p):
-        return frozen(np.add(p, u, out=spare, dtype=p.dtype))
+    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype."""
+    if ours and u.base is None and u.flags.writeable and u.dtype == p.dtype:
+        np.add(u, p, out=u)
+        u.flags.writeable = False
+        return u
     return add(p, u)
 
 
-def _writes(a: np.ndarray, p: np.ndarray) -> bool:
-    """Whether ``a`` may take a new value of ``p``: its own memory, writeable, ``p``'s dtype."""
-    return a.base is None and a.flags.writeable and a.dtype == p.dtype
+def add_spare(p: np.ndarray, u: np.ndarray, spare: np.ndarray) -> np.ndarray:
+    """``p + u`` written into ``spare`` (a handed-over array of ``p``'s shape nobody holds)
+    when it is of its own memory, writeable, of ``p``'s dtype; else :func:`add`."""
+    if spare.base is None and spare.flags.writeable and spare.dtype == p.dtype:
+        np.add(p, u, out=spare, dtype=p.dtype)
+        spare.flags.writeable = False
+        return spare
+    return add(p, u)
 
 
 def moment(m: np.ndarray, g: np.ndarray, decay: float) -> np.ndarray:

@@ -41,6 +41,7 @@ held (a momentum that is also the state). The results are the same bits.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -111,17 +112,30 @@ def handed(a: Any) -> bool:
     return id(a) in _leaf.HANDED.get()
 
 
-def _handed(g: Leaves) -> Leaves:
-    """The grads' leaves, handed over: each one that owns its memory and is given once
-    made writeable, every other one as a read-only view (never written)."""
-    unique = len({id(a) for a in g}) == len(g)
-    out = []
+def _handed(g: Leaves) -> tuple[Leaves, frozenset[int]]:
+    """The grads' leaves, handed over, and the ids of those a rule may write into: each
+    one that owns its memory and is given once, made writeable; any other one is given
+    as a read-only view (never written)."""
+    out, ids = [], set()
     for a in g:
-        if a.base is None and (unique or sum(x is a for x in g) == 1):
-            a.setflags(write=True)
+        if a.base is None:
+            a.flags.writeable = True
+            ids.add(id(a))
         elif a.flags.writeable:
             a = a.view()
-            a.setflags(write=False)
+            a.flags.writeable = False
+        out.append(a)
+    if len(ids) < len(g) and len({id(a) for a in g}) < len(g):  # a leaf given twice
+        return _handed_once(g), frozenset()
+    return out, frozenset(ids)
+
+
+def _handed_once(g: Leaves) -> Leaves:
+    """The rare case of a leaf given twice: nothing is written (read-only views of all)."""
+    out = []
+    for a in g:
+        a = a.view()
+        a.flags.writeable = False
         out.append(a)
     return out
 
@@ -196,29 +210,44 @@ def chain(*optimizers: Optimizer) -> Optimizer:
                 f"chain of {len(rules)} transforms expects a tuple of {len(rules)} "
                 f"states (from its own init), got {type(state).__name__}"
             )
-        new_state = []
-        token = _leaf.HANDED.set(_leaf.HANDED.get())  # restored when the chain ends
+        new_state, token, last = [], None, len(rules) - 1
         try:
             for k, (r, s) in enumerate(zip(rules, state, strict=True)):
                 out, s = r(g, s, p, like)
                 new_state.append(s)
-                if k + 1 < len(rules):
-                    _leaf.HANDED.set(_passed_on(g, out, s))
+                if k < last:
+                    handed = _leaf.HANDED.get()
+                    ids = _passed_on(g, out, s, handed)
+                    if ids is handed:
+                        pass
+                    elif token is None:
+                        token = _leaf.HANDED.set(ids)  # restored when the chain ends
+                    else:
+                        _leaf.HANDED.set(ids)
                 g = out
         finally:
-            _leaf.HANDED.reset(token)
+            if token is not None:
+                _leaf.HANDED.reset(token)
         return g, tuple(new_state)
 
     return transform(init, rule)
 
 
-def _passed_on(g: Leaves, out: Leaves, state: Any) -> frozenset[int]:
+def _passed_on(g: Leaves, out: Leaves, state: Any, handed: frozenset[int]) -> frozenset[int]:
     """The arrays of a transform's output ``out`` that the next transform of a chain may
-    compute into: handed grads it passed on, and the update arrays it just allocated
+    compute into: ``handed`` arrays it passed on, and the update arrays it just allocated
     (which it keeps no other reference to: see "Ownership"), unless its state keeps them."""
-    handed, given = _leaf.HANDED.get(), {id(a) for a in g}
-    ids = {id(a) for a in out if (id(a) in handed if id(a) in given else _leaf.fresh(a))}
-    if ids:
+    if out is g:  # passed on as it came (identity)
+        if not handed or type(state) is EmptyState:
+            return handed
+        ids = set(handed)
+    else:
+        given, ids = {id(a) for a in g}, set()
+        for a in out:
+            i = id(a)
+            if i in handed if i in given else (a.base is None and a.flags.writeable):
+                ids.add(i)
+    if ids and type(state) is not EmptyState:
         ids.difference_update(id(a) for a in tree.leaves(state))
     return frozenset(ids)
 
@@ -286,33 +315,35 @@ def step(
     p, g = _pairs(params, grads, "grads")
     if not grads_handed:
         u, state = _rule(opt)(g, state, p, grads)
-    else:
-        g = _handed(g)
-        token = _leaf.HANDED.set(frozenset(id(a) for a in g if a.flags.writeable))
-        try:
-            u, state = _rule(opt)(g, state, p, grads)
-        finally:
-            _leaf.HANDED.reset(token)
-    held = {id(a) for a in tree.leaves(state)}
-    given = {id(a) for a in g}
-    if not grads_handed:
-        held |= given
+        held = {id(a) for a in g}
+        held.update(id(a) for a in tree.leaves(state))
         new = [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
-    else:
-        new = _into_handed(p, u, g, held, given)
-    return tree.unflatten(params, new), state
+        return tree.unflatten(params, new), state
+    g, ids = _handed(g)
+    token = _leaf.HANDED.set(ids)
+    try:
+        u, state = _rule(opt)(g, state, p, grads)
+    finally:
+        _leaf.HANDED.reset(token)
+    return tree.unflatten(params, _into_handed(p, u, g, state)), state
 
 
-def _into_handed(p: Leaves, u: Leaves, g: Leaves, held: set[int], given: set[int]) -> Leaves:
+def _into_handed(p: Leaves, u: Leaves, g: Leaves, state: Any) -> Leaves:
     """``p + u`` leaf by leaf after a rule on handed grads ``g``: into ``u`` when nobody
     else holds it (a new array, or ``g[i]`` itself computed in place), else into the
     handed ``g[i]`` when no update is it, else into a new array."""
-    updates = {id(b) for b in u}
+    held = {id(a) for a in tree.leaves(state)}
+    if all(map(operator.is_, u, g)):  # the same arrays: computed in place (sgd)
+        return [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+    given, updates = {id(a) for a in g}, {id(b) for b in u}
     new = []
     for a, b, x in zip(p, u, g, strict=True):
-        ours = id(b) not in held and (id(b) not in given or b is x)
-        free = x.flags.writeable and id(x) not in held and id(x) not in updates
-        new.append(_leaf.add_into(a, b, ours, x if free else None))
+        if id(b) not in held and (b is x or id(b) not in given):
+            new.append(_leaf.add_into(a, b, True))
+        elif x.flags.writeable and id(x) not in held and id(x) not in updates:
+            new.append(_leaf.add_spare(a, b, x))
+        else:
+            new.append(_leaf.add(a, b))
     return new
 
 

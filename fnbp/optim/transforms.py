@@ -121,7 +121,7 @@ def _stateless(fn: Callable[[Leaves, Leaves | None], Leaves]) -> Optimizer:
 
 
 def _scaled(g: Leaves, factor: float) -> Leaves:
-    return [_leaf.scale(x, factor) for x in g]
+    return _leaf.scale_all(g, factor)
 
 
 def scale(factor: float) -> Optimizer:

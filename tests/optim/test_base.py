@@ -411,13 +411,17 @@ def test_a_chain_hands_each_new_update_array_to_the_next_transform(name, monkeyp
     opt = OPTIMIZERS[name]()
     new, state = optim.step(opt, net, grads, opt.init(net))
     seen = []
-    original = fb.optim._leaf.scale
+    original = fb.optim._leaf.scale_all
 
-    def scale(g, factor):  # what the chain hands over, then a copy: scaled into a new array
-        seen.append(optim.handed(g))
-        return original(np.array(g), factor)
+    def scale_all(g, factor):  # sees what is handed over, then scales into new arrays
+        seen.extend(optim.handed(x) for x in g)
+        token = fb.optim._leaf.HANDED.set(frozenset())
+        try:
+            return original(g, factor)
+        finally:
+            fb.optim._leaf.HANDED.reset(token)
 
-    monkeypatch.setattr(fb.optim._leaf, "scale", scale)
+    monkeypatch.setattr(fb.optim._leaf, "scale_all", scale_all)
     new_ref, state_ref = optim.step(opt, net, grads, opt.init(net))
     n = len(fb.tree.leaves(net))
     assert len(seen) >= n and all(seen[-n:])  # the last scale: the learning rate, every leaf
