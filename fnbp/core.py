@@ -44,6 +44,11 @@ For both kinds:
   and nothing a record holds, is ever handed over, and nothing is while
   :func:`fnbp.trace` watches. A layer that sets none of these is simply given
   its own copy of nothing: the default is never to write.
+* **Checked pullbacks.** A combinator checks what each child's pullback returns
+  (a pair, ``grads`` of the child's class, ``g_x`` shaped like ``x``), so that a
+  layer of your own that gets it wrong is named. A class that sets
+  ``verified = True`` (fnbp's own, which the contract suite checks) is not
+  checked at run time: ``Serial`` calls its pullback as it is.
 * **Handing gradients over.** A class that sets ``fresh_grads = True`` promises
   that the arrays of its ``grads`` record are new and kept by no one. A
   ``Serial`` all of whose layers with parameters promise it says so too
@@ -92,6 +97,7 @@ __all__ = [
     "known_layers",
     "hands_over",
     "takes_over",
+    "verified",
     "watched",
     "check_cotangent",
     "check_like_input",
@@ -217,6 +223,15 @@ def takes_over(layer: Any) -> bool:
     return getattr(cls, "in_place", False) is True and not hasattr(cls, "vjp_ctx")
 
 
+def verified(layer: Any) -> bool:
+    """Whether ``layer``'s pullback is known to return ``(g_x, grads)`` of the right
+    structure and shapes, so that a combinator need not check it as it runs: its class
+    sets ``verified = True`` and is one of fnbp's own, which the contract suite checks (a
+    subclass of yours, which may change the pullback, is checked)."""
+    cls = type(layer)
+    return getattr(cls, "verified", False) is True and cls.__module__.startswith("fnbp.")
+
+
 def watched() -> bool:
     """Whether :func:`fnbp.trace` watches (then no array is handed over: it keeps them)."""
     return OBSERVER.get() is not None
@@ -238,12 +253,20 @@ None otherwise (then :func:`call` does nothing more)."""
 
 
 def call(
-    layer: Any, x: Tree, need_g_x: bool, ctx: Context, where: str, own: bool = False
+    layer: Any,
+    x: Tree,
+    need_g_x: bool,
+    ctx: Context,
+    where: str,
+    own: bool = False,
+    bare: bool = False,
 ) -> tuple[Tree, Pullback, Any]:
     """:func:`vjp_ctx` of a combinator's child at ``where`` (``layers[2]``): errors
     get the child's place prepended, and its pullback is checked (see
     :func:`checked_pullback`). Every combinator calls its children through here,
-    so it is also where :func:`fnbp.trace` watches them."""
+    so it is also where :func:`fnbp.trace` watches them. ``bare=True`` (for a
+    :func:`verified` layer, whose output needs no check) gives the pullback back as
+    it is, unless traced: the caller then names the place of its errors itself."""
     observer = OBSERVER.get()
     if observer is not None:
         observer.enter(where)
@@ -253,6 +276,8 @@ def call(
         if observer is not None:
             observer.abandon()
         raise e.within(where) from None
+    if bare and observer is None:
+        return y, pullback, state
     pullback = checked_pullback(pullback, layer, x, need_g_x, where)
     if observer is not None:
         pullback = observer.leave(layer, x, y, pullback)

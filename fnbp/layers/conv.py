@@ -187,6 +187,7 @@ class _Conv(Layer):
     __slots__ = ()
     _NDIM = 0
     fresh_y = fresh_g_x = fresh_grads = True  # new arrays, kept by no one (see fnbp.core)
+    verified = True  # checked by the contract suite, not at run time (see fnbp.core)
     W: np.ndarray
     b: np.ndarray
     stride: tuple[int, ...]

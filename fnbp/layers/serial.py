@@ -22,8 +22,10 @@ from ..core import (
     known_layers,
     split_context,
     takes_over,
+    verified,
     watched,
 )
+from ..errors import LocatedError
 from ..record import nested_repr
 from ..tree import record_fields
 from .activations import Identity, ReLU
@@ -61,6 +63,7 @@ class _Plan:
     takes: tuple[bool, ...]
     fresh_g_x: tuple[bool, ...]
     fresh_grads: bool
+    verified: tuple[bool, ...]
 
 
 _PLANS: dict[tuple[type, ...], _Plan] = {}
@@ -80,6 +83,7 @@ def _plan(layers: tuple[LayerLike, ...]) -> _Plan:
             takes,
             tuple(hands_over(layer, "g_x") for layer in layers),
             all(hands_over(layer, "grads") for layer, p in zip(layers, params, strict=True) if p),
+            tuple(verified(layer) for layer in layers),
         )
         if len(_PLANS) < 4096:  # a program has few kinds of Serial; never grow without bound
             _PLANS[classes] = plan
@@ -99,6 +103,7 @@ class Serial(ContextLayer):
     """
 
     layers: tuple[LayerLike, ...] = attrs.field(converter=_as_layers)
+    verified = True  # its chain rule builds (g_x, grads) itself (see fnbp.core)
 
     @classmethod
     def of_checked(cls, layers: tuple[LayerLike, ...]) -> Serial:
@@ -126,11 +131,14 @@ class Serial(ContextLayer):
         ``pullback(g_y, own=True)`` says that ``g_y`` may be written into.
         """
         layers, n = self.layers, len(self.layers)
-        plan, handing = _plan(layers), not watched()
+        plan, watching = _plan(layers), watched()
+        handing = not watching
         pullbacks, states, own = [], [], False
         contexts = split_context(ctx, layers, f"Serial of {n} layers")
         for i in range(n):
-            x, pullback, state = call(layers[i], x, need_g_x, contexts[i], plan.wheres[i], own)
+            x, pullback, state = call(
+                layers[i], x, need_g_x, contexts[i], plan.wheres[i], own, plan.verified[i]
+            )
             pullbacks.append(pullback)
             states.append(state)
             need_g_x = need_g_x or plan.params[i]
@@ -138,12 +146,19 @@ class Serial(ContextLayer):
 
         def chain_rule(g: Any, own: bool = False) -> tuple[Any, Serial]:
             grads: list[Any] = [None] * n
-            for i in range(n - 1, -1, -1):
-                if handing and own and plan.takes[i]:
-                    g, grads[i] = pullbacks[i](g, own=True)
-                else:
-                    g, grads[i] = pullbacks[i](g)
-                own = plan.fresh_g_x[i]
+            i = n - 1
+            try:
+                while i >= 0:
+                    if handing and own and plan.takes[i]:
+                        g, grads[i] = pullbacks[i](g, own=True)
+                    else:
+                        g, grads[i] = pullbacks[i](g)
+                    own = plan.fresh_g_x[i]
+                    i -= 1
+            except LocatedError as e:  # a verified child's: checked ones name their place
+                if plan.verified[i] and not watching:
+                    raise e.within(plan.wheres[i]) from None
+                raise
             return g, Serial.of_checked(tuple(grads))
 
         return x, chain_rule, tuple(states)

@@ -347,3 +347,49 @@ def test_of_checked_is_the_same_record_as_the_checked_constructor():
     assert fb.tree.leaves(quick) == fb.tree.leaves(checked)
     with pytest.raises(AttributeError):
         quick.layers = ()  # frozen all the same
+
+
+# -- verified pullbacks (fnbp.core, "Checked pullbacks") ------------------------
+
+
+class Raises(fb.Layer):
+    """A plain layer whose pullback raises a located error (as a ShapeError would)."""
+
+    def vjp(self, x, need_g_x=True):
+        def pullback(g_y):
+            raise fb.ShapeError("g_y is not what I expected")
+
+        return x, pullback
+
+
+class WrongGrads(fb.Layer):
+    def vjp(self, x, need_g_x=True):
+        return x, lambda g_y: (g_y, "not a record")
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_an_error_in_a_pullback_names_its_place_whether_checked_or_not(verified, monkeypatch):
+    layer_class = Raises
+    if verified:  # as if fnbp's own: Serial calls its pullback as it is
+        layer_class = type("RaisesVerified", (Raises,), {"verified": True})
+        monkeypatch.setattr(layer_class, "__module__", "fnbp.layers.fake")
+    assert fb.core.verified(layer_class()) is verified
+    net = fb.Serial((fb.Dense.init(fb.random.key(0), 2, 2), layer_class(), fb.ReLU()))
+    _, pullback = fb.vjp(net, np.ones((3, 2)))
+    with pytest.raises(fb.ShapeError, match=r"^layers\[1\]: g_y is not what I expected"):
+        pullback(np.ones((3, 2)))
+
+
+def test_your_own_layers_and_subclasses_are_checked():
+    class MyDense(fb.Dense):
+        def vjp(self, x, need_g_x=True):
+            y, _ = super().vjp(x, need_g_x)
+            return y, lambda g_y: (g_y, "not a record")
+
+    layer = MyDense.init(fb.random.key(0), 2, 2)
+    assert fb.core.verified(fb.Dense.init(fb.random.key(0), 2, 2))
+    assert not fb.core.verified(layer) and not fb.core.verified(WrongGrads())
+    for bad in (layer, WrongGrads()):
+        _, pullback = fb.vjp(fb.Serial((fb.ReLU(), bad)), np.ones((3, 2)))
+        with pytest.raises(fb.StructureError, match=r"layers\[1\]: the pullback of .* grads"):
+            pullback(np.ones((3, 2)))
