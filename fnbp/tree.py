@@ -429,6 +429,10 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
         _collect(a, out_a)
         out_b.extend(out_a[n:])
         return
+    if cls is tuple and type(b) is tuple and len(a) == len(b):  # the layers of a Serial
+        for i, x in enumerate(a):
+            _pair_child(x, b[i], out_a, out_b, i)
+        return
     spec = _SPECS[cls] if cls in _SPECS else _spec(cls)
     if spec is not None and type(b) is cls and not spec[1]:
         for name in spec[0]:  # a record without static fields: its class says all
@@ -447,7 +451,7 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
             raise StructureError(mismatch(a, b) or "")
     if cls is tuple or cls is list:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _pair_child(x, y, out_a, out_b, f"[{i}]")
+            _pair_child(x, y, out_a, out_b, i)
     elif cls is dict:
         for k, x in a.items():
             _pair_child(x, b[k], out_a, out_b, f"[{k!r}]")
@@ -463,15 +467,21 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
             _pair_child(getattr(a, name), getattr(b, name), out_a, out_b, name)
 
 
-def _pair_child(x: Any, y: Any, out_a: list[Any], out_b: list[Any], where: str) -> None:
+def _pair_child(x: Any, y: Any, out_a: list[Any], out_b: list[Any], where: str | int) -> None:
+    """:func:`_pair` of the children at ``where`` (a field name, or an index ``[i]``)."""
     if type(x) is np.ndarray and type(y) is np.ndarray:
         out_a.append(x)
         out_b.append(y)
         return
+    if x is y:  # one object (a parameter-free layer is its own gradient)
+        n = len(out_a)
+        _collect(x, out_a)
+        out_b.extend(out_a[n:])
+        return
     try:
         _pair(x, y, out_a, out_b)
     except LocatedError as e:
-        raise e.within(where) from None
+        raise e.within(f"[{where}]" if isinstance(where, int) else where) from None
 
 
 def assert_same_structure(a: Any, b: Any, *, shapes: bool = True) -> None:

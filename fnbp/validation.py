@@ -460,6 +460,11 @@ def check_params(owner: str, **arrays: np.ndarray) -> np.dtype:
     """The one float dtype (float32 or float64) of a layer's parameter arrays, else a
     DTypeError naming them: a record may hold booleans (as a mask tree), a
     computing layer may not."""
+    values = list(arrays.values())
+    if values and all(type(a) is np.ndarray for a in values):  # the common case, quickly
+        first = values[0].dtype
+        if first in FLOAT_SET and all(a.dtype == first for a in values):
+            return first
     for name, a in arrays.items():
         if not isinstance(a, np.ndarray):
             raise StructureError(f"{owner} needs {name} to be an array, got {_show(a)}")

@@ -103,18 +103,20 @@ class Dense(Layer):
                 f"Dense needs W of shape (in, out) and b of shape (out,), "
                 f"got W {W.shape} and b {b.shape}"
             )
-        name = f"Dense({W.shape[0]} -> {W.shape[1]})"
         if type(x) is not np.ndarray:
-            raise StructureError(f"{name} expects one array, got a {type(x).__name__}")
+            raise StructureError(f"{self._name()} expects one array, got a {type(x).__name__}")
         if x.ndim < 2 or x.shape[-1] != W.shape[0]:
             hint = " (a single sample? use x[None])" if x.ndim == 1 else ""
             lead = "N" if x.ndim <= 2 else "N, ..."
             raise ShapeError(
-                f"{name} expects input of shape ({lead}, {W.shape[0]}), got {x.shape}{hint}"
+                f"{self._name()} expects input of shape ({lead}, {W.shape[0]}), got {x.shape}{hint}"
             )
         if x.dtype != W.dtype:
-            x = validation.numeric(x, name).astype(W.dtype)
+            x = validation.numeric(x, self._name()).astype(W.dtype)
         return x
+
+    def _name(self) -> str:
+        return f"Dense({self.W.shape[0]} -> {self.W.shape[1]})"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``x @ W + b``."""
