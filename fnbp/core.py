@@ -196,13 +196,13 @@ def vjp_ctx(
     hands ``x`` over to a layer that works in place (see the module docstring).
     Anything else (a class, a function, None) is a StructureError.
     """
-    method = getattr(layer, "vjp_ctx", None)
-    if isinstance(layer, type) or (method is None and not hasattr(layer, "vjp")):
-        check_layer(layer, "fnbp", "the network")
-    if method is None:
-        y, pullback = layer.vjp(x, need_g_x, own=True) if own else layer.vjp(x, need_g_x)
-        return y, pullback, ctx.state
-    return method(x, need_g_x, ctx)
+    takes = _CONTEXT_CLASSES.get(type(layer))
+    if takes is None:  # a class not seen yet: a layer at all?
+        takes = _takes_context(check_layer(layer, "fnbp", "the network"))
+    if takes:
+        return layer.vjp_ctx(x, need_g_x, ctx)
+    y, pullback = layer.vjp(x, need_g_x, own=True) if own else layer.vjp(x, need_g_x)
+    return y, pullback, ctx.state
 
 
 _FLAGS = {"y": "fresh_y", "g_x": "fresh_g_x", "grads": "fresh_grads"}
