@@ -352,13 +352,14 @@ def split_context(ctx: Context, children: tuple, owner: str) -> tuple[Context, .
     ``fold_in(ctx.key, i)`` (``split(ctx.key, n)[i]``) if it is a context layer --
     a plain layer takes no key -- and state ``ctx.state[i]`` from the tuple of states."""
     n = len(children)
-    state = ctx.state
-    if ctx.key is None and (
+    state, key = ctx.state, ctx.key
+    if (
         state is None
         or (type(state) is tuple and len(state) == n and all(s is None for s in state))
-    ):  # nothing to hand out: every child gets the one shared context of the mode
+    ) and (key is None or not any(map(_takes_context, children))):
+        # nothing to hand out (no state, and no key or no child that takes one):
+        # every child gets the one shared context of the mode
         return ((_TRAINING if ctx.train else _INFERENCE),) * n
-    key = ctx.key
     keys = [None if key is None or not _takes_context(c) else random.fold_in(key, i)
             for i, c in enumerate(children)]  # fmt: skip
     states = (None,) * n if ctx.state is None else ctx.state
