@@ -48,7 +48,9 @@ For both kinds:
   (a pair, ``grads`` of the child's class, ``g_x`` shaped like ``x``), so that a
   layer of your own that gets it wrong is named. A class that sets
   ``verified = True`` (fnbp's own, which the contract suite checks) is not
-  checked at run time: ``Serial`` calls its pullback as it is.
+  checked at run time: ``Serial`` calls its pullback as it is. fnbp's own layers
+  also keep no reference to their input past the step, so ``fit`` gathers the
+  minibatches of a network made only of them into one kept array.
 * **Handing gradients over.** A class that sets ``fresh_grads = True`` promises
   that the arrays of its ``grads`` record are new and kept by no one. A
   ``Serial`` all of whose layers with parameters promise it says so too

@@ -23,8 +23,9 @@ import attrs
 import numpy as np
 
 from . import random, tree
-from .core import Context, as_input, check_layer, dtype_of, vjp_ctx
+from .core import Context, as_input, check_layer, dtype_of, verified, vjp_ctx
 from .errors import DivergenceError, LocatedError, ShapeError, StructureError
+from .layers import Serial
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .optim import Optimizer
@@ -258,9 +259,11 @@ def _check_key(key: Any) -> random.Key | None:
     return key
 
 
-def _epoch_batches(run: _Run, x: Any, y: Any, epoch: int) -> Iterator[tuple[Any, Any]]:
-    """The minibatches of one epoch: shuffled from the key (in order when it is None),
-    or as the user's ``data`` gives them."""
+def _epoch_batches(
+    run: _Run, x: Any, y: Any, epoch: int, gather: Callable[[np.ndarray], Any]
+) -> Iterator[tuple[Any, Any]]:
+    """The minibatches of one epoch: ``gather(index)`` of ``x`` shuffled from the key (in
+    order when it is None), or as the user's ``data`` gives them."""
     if run.data is not None:
         source = run.data(epoch) if callable(run.data) else run.data
         if not isinstance(source, Iterable) or isinstance(source, str | bytes):
@@ -280,7 +283,7 @@ def _epoch_batches(run: _Run, x: Any, y: Any, epoch: int) -> Iterator[tuple[Any,
     key = None if run.key is None else random.fold_in(run.key, epoch)
     batch_size = run.batch_size if run.batch_size is not None else 1  # set whenever x is given
     for idx in batches(key, _length(x, "fit"), batch_size, drop_last=run.drop_last):
-        yield _take(x, idx), y[idx]
+        yield gather(idx), y[idx]
 
 
 def _diverged(epoch: int, step: int, what: str, good: TrainState) -> DivergenceError:
@@ -315,14 +318,32 @@ class _Loop:
         self.sums: dict[str, float] = {}
         self.seen = 0
         self.good: TrainState | None = None  # the last state whose loss was finite
+        self.kept: np.ndarray | None = None  # the minibatch array gathered into, if any
+        self.keep = False
+
+    def gather(self, index: np.ndarray) -> Any:
+        """``x[index]``: into the array the last minibatch was gathered into when nothing
+        can still hold it (``self.keep``: every layer is fnbp's own, and the prediction
+        was not a view of it), else a new array. The indices come from ``batches``, a
+        permutation of ``range(n)``, so the fast ``mode="clip"`` takes them as they are."""
+        x, kept = self.x, self.kept
+        if type(x) is not np.ndarray:
+            return _take(x, index)
+        if kept is not None and len(kept) == len(index):
+            return x.take(index, axis=0, out=kept, mode="clip")
+        out = x[index]
+        self.kept = out if self.keep else None
+        return out
 
     def updates(self, ts: TrainState) -> Iterator[tuple[TrainState, bool]]:
         """``(state, False)`` after each update and ``(state, True)`` at the end of each
         epoch, epoch after epoch, from where ``ts`` is."""
+        self.keep = _keeps_no_input(ts.params)
         while True:
             epoch, skip = int(ts.epoch), int(ts.epoch_step)
             epoch_key = None if self.run.key is None else random.fold_in(self.run.key, epoch)
-            for i, (xb, yb) in enumerate(_epoch_batches(self.run, self.x, self.y, epoch)):
+            epoch_batches = _epoch_batches(self.run, self.x, self.y, epoch, self.gather)
+            for i, (xb, yb) in enumerate(epoch_batches):
                 if i >= skip:
                     key = None if epoch_key is None else random.fold_in(epoch_key, i)
                     ts = self.step(ts, xb, yb, key)
@@ -343,6 +364,8 @@ class _Loop:
             _check_batch(xb, yb, epoch, i)
             raise _diverged(epoch, i, "the loss", self.good or ts)
         self.good = ts
+        if self.kept is not None and np.may_share_memory(pred, self.kept):
+            self.kept = None  # the prediction is a view of the batch: a metric may keep it
         n = _length(xb, "fit")
         self.sums["loss"] = self.sums.get("loss", 0.0) + float(value) * n
         if self.run.metrics and fused_loss(ts.params, self.run.loss) is not None:
@@ -357,6 +380,15 @@ class _Loop:
         logs = {k: v / self.seen for k, v in self.sums.items()}
         self.sums, self.seen = {}, 0
         return logs
+
+
+def _keeps_no_input(net: Any) -> bool:
+    """Whether no layer of ``net`` can hold its input after a step: a ``Serial`` (or one
+    layer) of fnbp's own layers (:func:`~fnbp.core.verified`), whose inputs live only
+    in their pullbacks. Then ``fit`` gathers every minibatch into one array."""
+    if type(net) is Serial:
+        return all(_keeps_no_input(layer) for layer in net.layers)
+    return verified(net)
 
 
 def _finite_params(ts: TrainState) -> bool:

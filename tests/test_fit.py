@@ -789,3 +789,71 @@ def test_an_optimizer_overflow_is_a_divergence_with_the_last_good_state():
     with pytest.raises(fb.DivergenceError, match=r"step 0: an update .*moments overflowed") as info:
         _fit(_net(), x * np.float32(1e25), y, loss=fb.mse, optimizer=opt, epochs=1, batch_size=16)
     assert info.value.train_state is not None and info.value.info == {"epoch": 0, "step": 0}
+
+
+# ---------------------------------------------------------------- the kept minibatch array
+
+
+def _gathered(monkeypatch, net, **kwargs):
+    """The arrays fit handed to train_step as x, each with a copy of what it held then."""
+    seen = []
+    original = fb.train_step
+
+    def spy(ts, loss, opt, x, y, **kw):
+        seen.append((x, np.array(x)))
+        return original(ts, loss, opt, x, y, **kw)
+
+    monkeypatch.setitem(fb.fit.__globals__, "train_step", spy)
+    x, y = _moons(40)
+    fitted, _ = fb.fit(net, fb.mse, x, y, optimizer=fb.optim.sgd(0.1), epochs=2,
+                       batch_size=8, key=fb.random.key(3), progress=False, **kwargs)  # fmt: skip
+    return seen, fitted
+
+
+def test_fnbp_layers_get_their_minibatches_in_one_kept_array(monkeypatch):
+    net = fb.mlp(fb.random.key(0), [2, 4, 1])
+    seen, fitted = _gathered(monkeypatch, net)
+    assert len({id(x) for x, _ in seen}) == 1  # the mechanism: one array, gathered into
+    monkeypatch.setitem(fb.fit.__globals__, "_keeps_no_input", lambda net: False)
+    fresh, reference = _gathered(monkeypatch, net)
+    assert len({id(x) for x, _ in fresh}) == len(fresh)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(seen, fresh, strict=True))
+    for a, b in zip(fb.tree.leaves(fitted), fb.tree.leaves(reference), strict=True):
+        assert np.array_equal(a, b)
+
+
+@attrs.frozen
+class _Keeper(fb.Layer):
+    """A parameter-free layer of your own that keeps every input it is given."""
+
+    def vjp(self, x, need_g_x=True):
+        KEPT.append((x, np.array(x)))
+        return x, lambda g_y: (g_y, self)
+
+
+KEPT: list = []
+
+
+def test_a_layer_of_your_own_gets_a_new_array_every_minibatch(monkeypatch):
+    KEPT.clear()
+    net = fb.Serial((_Keeper(), fb.Dense.init(fb.random.key(0), 2, 1)))
+    _gathered(monkeypatch, net)
+    assert len(KEPT) == 10 and all(np.array_equal(x, copy) for x, copy in KEPT)
+
+
+def test_a_prediction_that_is_a_view_of_the_batch_is_never_written():
+    kept = []
+
+    def keep(pred, target):
+        kept.append((pred, np.array(pred)))
+        return 0.0
+
+    x, _ = _moons(40)
+    net = fb.Serial((fb.Dense.init(fb.random.key(0), 2, 2), fb.Identity()))
+    monkeyed = fb.Serial((fb.Identity(), fb.Identity()))  # pred is the batch itself
+    for model in (net, monkeyed):
+        kept.clear()
+        fb.fit(model, fb.mse, x, np.zeros((40, 2)) if model is net else x,
+               optimizer=fb.optim.sgd(0.1), epochs=1, batch_size=8, key=fb.random.key(3),
+               metrics={"keep": keep}, progress=False)  # fmt: skip
+        assert len(kept) == 5 and all(np.array_equal(p, copy) for p, copy in kept)
