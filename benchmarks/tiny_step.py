@@ -36,6 +36,10 @@ Y = np.array([1.0, 0.0, 0.0, 0.0]).reshape(4, 1)
 
 # ----------------------------------------------------------------------------- notebook
 
+GOAL = 1.0
+"""fnbp's AND step is not slower than the notebook's classes in the same rounds (issue
+#14; an earlier issue asked for 0.75x)."""
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
@@ -226,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(harness.markdown_table(headers, rows))
     goal = vs_nb["fnbp"]
     best = us["fnbp"].lo / us["notebook"].lo
-    verdict = "met" if goal.median <= 0.75 else "NOT met"
+    verdict = "met" if goal.median <= GOAL else "NOT met"
     print()
     print(
         harness.markdown_table(
@@ -234,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 [
                     "fnbp step time / notebook",
-                    "<= 0.75x",
+                    f"<= {GOAL:g}x",
                     harness.fmt_ratio(goal),
                     f"{best:.2f}x",
                     verdict,
