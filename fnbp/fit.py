@@ -364,8 +364,9 @@ class _Loop:
             _check_batch(xb, yb, epoch, i)
             raise _diverged(epoch, i, "the loss", self.good or ts)
         self.good = ts
-        if self.kept is not None and np.may_share_memory(pred, self.kept):
-            self.kept = None  # the prediction is a view of the batch: a metric may keep it
+        kept = self.kept
+        if kept is not None and (type(pred) is not np.ndarray or np.may_share_memory(pred, kept)):
+            self.kept = None  # the prediction may be a view of the batch: a metric may keep it
         n = _length(xb, "fit")
         self.sums["loss"] = self.sums.get("loss", 0.0) + float(value) * n
         if self.run.metrics and fused_loss(ts.params, self.run.loss) is not None:
