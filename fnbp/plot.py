@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fit import History, predict
-from .layers import Dense, Identity, LogSoftmax, Serial, Sigmoid, Softmax
-from .layers.conv import _Conv
+from .layers import Conv1D, Conv2D, Dense, Identity, LogSoftmax, Serial, Sigmoid, Softmax
 from .metrics import probabilities
 from .train import TrainState
 from .validation import check_choice, check_int, fail
@@ -445,7 +444,7 @@ def _tiles(w: Any, image_shape: tuple[int, int] | None) -> tuple[np.ndarray, boo
     """``(rows, cols, h, w)`` tiles (rows 1 to wrap), whether they form a grid, their name."""
     if isinstance(w, Dense):
         w, kind = w.W, "unit"
-    elif isinstance(w, _Conv):
+    elif isinstance(w, Conv1D | Conv2D):
         w, kind = w.W, "filter"
     else:
         kind = {2: "unit", 3: "channel"}.get(np.ndim(w), "filter")
