@@ -312,6 +312,8 @@ def step(
     >>> params.round(6).tolist()
     [0.9, -0.9]
     """
+    if grads_handed is not True and grads_handed is not False:
+        grads_handed = validation.check_bool("optim.step", "grads_handed", grads_handed)
     p, g = _pairs(params, grads, "grads")
     if not grads_handed:
         u, state = _rule(opt)(g, state, p, grads)

@@ -429,3 +429,11 @@ def test_a_chain_hands_each_new_update_array_to_the_next_transform(name, monkeyp
         fb.tree.leaves((new, state)), fb.tree.leaves((new_ref, state_ref)), strict=True
     ):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None, np.array([True])])
+def test_grads_handed_must_be_true_or_false(bad):
+    params = {"w": np.ones(2)}
+    opt = optim.sgd(0.1)
+    with pytest.raises(ValueError, match=r"optim.step: grads_handed must be True or False"):
+        optim.step(opt, params, {"w": np.ones(2)}, opt.init(params), grads_handed=bad)
