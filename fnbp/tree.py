@@ -424,10 +424,8 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
         out_a.append(a)
         out_b.append(b)
         return
-    if a is b:  # one object (a parameter-free layer is its own gradient): one structure
-        n = len(out_a)
-        _collect(a, out_a)
-        out_b.extend(out_a[n:])
+    if a is b:
+        _pair_same(a, out_a, out_b)
         return
     if cls is tuple and type(b) is tuple and len(a) == len(b):  # the layers of a Serial
         for i, x in enumerate(a):
@@ -467,16 +465,22 @@ def _pair(a: Any, b: Any, out_a: list[Any], out_b: list[Any]) -> None:
             _pair_child(getattr(a, name), getattr(b, name), out_a, out_b, name)
 
 
+def _pair_same(a: Any, out_a: list[Any], out_b: list[Any]) -> None:
+    """One object on both sides (a parameter-free layer is its own gradient): one
+    structure, the same leaves."""
+    n = len(out_a)
+    _collect(a, out_a)
+    out_b.extend(out_a[n:])
+
+
 def _pair_child(x: Any, y: Any, out_a: list[Any], out_b: list[Any], where: str | int) -> None:
     """:func:`_pair` of the children at ``where`` (a field name, or an index ``[i]``)."""
     if type(x) is np.ndarray and type(y) is np.ndarray:
         out_a.append(x)
         out_b.append(y)
         return
-    if x is y:  # one object (a parameter-free layer is its own gradient)
-        n = len(out_a)
-        _collect(x, out_a)
-        out_b.extend(out_a[n:])
+    if x is y:
+        _pair_same(x, out_a, out_b)
         return
     try:
         _pair(x, y, out_a, out_b)

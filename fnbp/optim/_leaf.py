@@ -26,23 +26,17 @@ HANDED: ContextVar[frozenset[int]] = ContextVar("fnbp_handed_grads", default=fro
 to the rule it is running (empty otherwise): a transform may compute into them."""
 
 
-def scale(g: np.ndarray, factor: float, into: bool = False) -> np.ndarray:
-    """``factor * g`` in ``g``'s dtype; computed into ``g`` itself when ``into`` (a
-    handed-over array: see ``HANDED``)."""
-    return np.multiply(g, factor, out=g if into else _like(g))
+def scale(g: np.ndarray, factor: float) -> np.ndarray:
+    """``factor * g`` in ``g``'s dtype."""
+    return np.multiply(g, factor, out=_like(g))
 
 
 def scale_all(g: list, factor: float) -> list:
-    """:func:`scale` on every leaf, into the leaves in :data:`HANDED` (still writeable)."""
+    """:func:`scale` on every leaf, computed into the leaves in :data:`HANDED` (while
+    still writeable)."""
     handed = HANDED.get()
-    if not handed:
-        return [np.multiply(x, factor, out=np.empty(x.shape, x.dtype)) for x in g]
     return [
-        np.multiply(
-            x,
-            factor,
-            out=x if id(x) in handed and x.flags.writeable else np.empty(x.shape, x.dtype),
-        )
+        np.multiply(x, factor, out=x if id(x) in handed and x.flags.writeable else _like(x))
         for x in g
     ]
 
@@ -52,23 +46,14 @@ def add(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     return frozen(np.add(p, u, out=_like(p), dtype=p.dtype))
 
 
-def add_into(p: np.ndarray, u: np.ndarray, ours: bool) -> np.ndarray:
-    """``p + u`` like :func:`add`, written into ``u`` itself when ``ours`` (nobody else
-    holds it) and ``u`` is an array of its own memory, writeable, of ``p``'s dtype."""
-    if ours and u.base is None and u.flags.writeable and u.dtype == p.dtype:
-        np.add(u, p, out=u)
-        u.flags.writeable = False
-        return u
-    return add(p, u)
-
-
-def add_spare(p: np.ndarray, u: np.ndarray, spare: np.ndarray) -> np.ndarray:
-    """``p + u`` written into ``spare`` (a handed-over array of ``p``'s shape nobody holds)
-    when it is of its own memory, writeable, of ``p``'s dtype; else :func:`add`."""
-    if spare.base is None and spare.flags.writeable and spare.dtype == p.dtype:
-        np.add(p, u, out=spare, dtype=p.dtype)
-        spare.flags.writeable = False
-        return spare
+def add_into(p: np.ndarray, u: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``p + u`` like :func:`add`, written into ``out`` (``u`` itself, or a handed-over
+    grad array of ``p``'s shape) when nobody else holds it -- the caller says so by
+    passing it -- and it is an array of its own memory, writeable, of ``p``'s dtype."""
+    if out is not None and out.base is None and out.flags.writeable and out.dtype == p.dtype:
+        np.add(p, u, out=out, dtype=p.dtype)
+        out.flags.writeable = False
+        return out
     return add(p, u)
 
 

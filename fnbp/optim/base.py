@@ -114,30 +114,26 @@ def handed(a: Any) -> bool:
 
 def _handed(g: Leaves) -> tuple[Leaves, frozenset[int]]:
     """The grads' leaves, handed over, and the ids of those a rule may write into: each
-    one that owns its memory and is given once, made writeable; any other one is given
-    as a read-only view (never written)."""
+    one that owns its memory, made writeable; any other one as a read-only view (never
+    written). A leaf given twice hands over nothing."""
     out, ids = [], set()
     for a in g:
         if a.base is None:
             a.flags.writeable = True
             ids.add(id(a))
         elif a.flags.writeable:
-            a = a.view()
-            a.flags.writeable = False
+            a = _read_only(a)
         out.append(a)
     if len(ids) < len(g) and len({id(a) for a in g}) < len(g):  # a leaf given twice
-        return _handed_once(g), frozenset()
+        return [_read_only(a) for a in g], frozenset()
     return out, frozenset(ids)
 
 
-def _handed_once(g: Leaves) -> Leaves:
-    """The rare case of a leaf given twice: nothing is written (read-only views of all)."""
-    out = []
-    for a in g:
-        a = a.view()
-        a.flags.writeable = False
-        out.append(a)
-    return out
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: what a rule may read and never write."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
@@ -218,11 +214,9 @@ def chain(*optimizers: Optimizer) -> Optimizer:
                 if k < last:
                     handed = _leaf.HANDED.get()
                     ids = _passed_on(g, out, s, handed)
-                    if ids is handed:
-                        pass
-                    elif token is None:
+                    if ids is not handed and token is None:
                         token = _leaf.HANDED.set(ids)  # restored when the chain ends
-                    else:
+                    elif ids is not handed:
                         _leaf.HANDED.set(ids)
                 g = out
         finally:
@@ -319,7 +313,9 @@ def step(
         u, state = _rule(opt)(g, state, p, grads)
         held = {id(a) for a in g}
         held.update(id(a) for a in tree.leaves(state))
-        new = [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+        new = [
+            _leaf.add_into(a, b, None if id(b) in held else b) for a, b in zip(p, u, strict=True)
+        ]
         return tree.unflatten(params, new), state
     g, ids = _handed(g)
     token = _leaf.HANDED.set(ids)
@@ -336,14 +332,16 @@ def _into_handed(p: Leaves, u: Leaves, g: Leaves, state: Any) -> Leaves:
     handed ``g[i]`` when no update is it, else into a new array."""
     held = {id(a) for a in tree.leaves(state)}
     if all(map(operator.is_, u, g)):  # the same arrays: computed in place (sgd)
-        return [_leaf.add_into(a, b, id(b) not in held) for a, b in zip(p, u, strict=True)]
+        return [
+            _leaf.add_into(a, b, None if id(b) in held else b) for a, b in zip(p, u, strict=True)
+        ]
     given, updates = {id(a) for a in g}, {id(b) for b in u}
     new = []
     for a, b, x in zip(p, u, g, strict=True):
         if id(b) not in held and (b is x or id(b) not in given):
-            new.append(_leaf.add_into(a, b, True))
+            new.append(_leaf.add_into(a, b, b))
         elif x.flags.writeable and id(x) not in held and id(x) not in updates:
-            new.append(_leaf.add_spare(a, b, x))
+            new.append(_leaf.add_into(a, b, x))
         else:
             new.append(_leaf.add(a, b))
     return new
@@ -363,7 +361,8 @@ def update(params: Params, grads: Any, learning_rate: float) -> Params:
     """
     lr = validation.check_real("update", "learning_rate", learning_rate, low=0.0)
     p, g = _pairs(params, grads, "grads")
-    new = [_leaf.add_into(a, _leaf.scale(b, -lr), True) for a, b in zip(p, g, strict=True)]
+    u = [_leaf.scale(b, -lr) for b in g]
+    new = [_leaf.add_into(a, b, b) for a, b in zip(p, u, strict=True)]
     return tree.unflatten(params, new)
 
 
