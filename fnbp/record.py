@@ -120,8 +120,11 @@ def _param_converter(kind: str) -> attrs.Converter:
     allowed = _ALLOWED[kind]
 
     def convert(value: Any, record: Any, field: attrs.Attribute) -> np.ndarray | None:
-        if type(value) is np.ndarray and value.base is None and not value.flags.writeable:
-            if value.dtype in allowed:  # an array fnbp froze itself: kept as it is
+        if type(value) is np.ndarray and not value.flags.writeable and value.dtype in allowed:
+            base = value.base  # an array fnbp froze itself, or a view of one: kept as it is
+            if base is None or (
+                type(base) is np.ndarray and base.base is None and not base.flags.writeable
+            ):
                 return value
         if value is None:
             return None

@@ -42,6 +42,11 @@ def test_param_converts_float_lists_and_keeps_frozen_arrays():
     owned = fb.frozen(np.ones(2))
     assert Scale(owned).a is owned  # fnbp's own fresh arrays are handed over without a copy
     assert Scale(owned[:1]).a.base is owned
+    view = owned[1:].reshape(1, 1)  # a read-only view of a frozen owner: kept as it is
+    assert Scale(view).a is view
+    loose = np.ones(2)[1:]  # a view of a writeable array: copied
+    loose.flags.writeable = False
+    assert Scale(loose).a is not loose and Scale(loose).a.base is None
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float16, np.complex128])

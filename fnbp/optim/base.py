@@ -19,6 +19,16 @@ arrays (the leaves in tree order), ``rule(g, state, p, like) -> (u, state)``:
 chain, instead of once per transform. A transform you write as a plain
 ``Optimizer(init, update)`` works everywhere too, through its trees.
 
+**Small networks, laid flat.** A transform built with ``flat=True`` (all of
+fnbp's) promises that its rule means the same on one vector holding every leaf
+end to end as on the leaves one by one. When every transform of an optimizer
+is flat and the params are many small arrays, :func:`step` runs the rule once
+on one vector per tree (``like`` is then a ``Layout``, see ``_flat``): the grads
+copied into a new vector, the params and moments read from the vectors that
+the previous step laid them out in. They come back as read-only views of new
+vectors. The same arithmetic element by element: the same bits, in a dozen
+numpy calls instead of a dozen per array.
+
 **Ownership.** :func:`step` may write the new parameters into an update
 array when a transform just allocated it for this step: an array that owns its
 memory, is writeable, and is neither a leaf of ``grads`` nor of the new state
@@ -51,7 +61,7 @@ import numpy as np
 from .. import tree, validation
 from ..errors import DTypeError, LocatedError, ShapeError, StructureError
 from ..record import frozen, static
-from . import _leaf
+from . import _flat, _leaf
 
 __all__ = [
     "Optimizer",
@@ -81,9 +91,10 @@ class Optimizer:
     * ``init(params) -> state``
     * ``update(grads, state, params=None) -> (updates, new_state)``
 
-    and optionally ``rule``, the same update on lists of leaves (see the module
-    docstring); :func:`transform` builds an Optimizer from a rule. All three are
-    static fields: an optimizer is not a tree of arrays.
+    and optionally ``rule``, the same update on lists of leaves, and ``flat``,
+    whether that rule may run on all the leaves laid end to end in one vector
+    (see the module docstring); :func:`transform` builds an Optimizer from a
+    rule. All are static fields: an optimizer is not a tree of arrays.
 
     >>> import numpy as np, fnbp as fb
     >>> opt = fb.optim.sgd(0.1)
@@ -97,6 +108,7 @@ class Optimizer:
     init: Callable[[Params], State] = static()
     update: Callable[..., tuple[Updates, State]] = static()
     rule: Rule | None = static(default=None)
+    flat: bool = static(default=False)
 
 
 @attrs.frozen
@@ -136,9 +148,16 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
-def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
+def transform(init: Callable[[Params], State], rule: Rule, *, flat: bool = False) -> Optimizer:
     """An Optimizer from ``init`` and a rule on leaf lists; its ``update`` is derived:
-    the leaves of ``grads`` (and ``params``) in, the updates tree out."""
+    the leaves of ``grads`` (and ``params``) in, the updates tree out.
+
+    ``flat=True`` promises that ``rule`` gives the same numbers on one vector of
+    all the leaves end to end, with ``like`` a ``Layout`` (and its moments read
+    with :func:`state_leaves` and rebuilt with :func:`state_tree`), as on the
+    leaves one by one: elementwise math with the same hyperparameters for
+    every leaf. :func:`step` may then run it once per step on small networks.
+    """
 
     def update(grads: Any, state: Any, params: Params = None) -> tuple[Updates, State]:
         if params is None:
@@ -149,7 +168,8 @@ def transform(init: Callable[[Params], State], rule: Rule) -> Optimizer:
         given = {id(a) for a in g}
         return tree.unflatten(grads, [_handed_over(a, given) for a in u]), state
 
-    return Optimizer(init, update, rule)
+    flat = validation.check_bool("transform", "flat", flat)
+    return Optimizer(init, update, rule, flat)
 
 
 def _handed_over(a: Any, given: set[int]) -> Any:
@@ -180,7 +200,7 @@ def identity() -> Optimizer:
         expect_state(state, EmptyState, "identity")
         return g, state
 
-    return transform(lambda params: EmptyState(), rule)
+    return transform(lambda params: EmptyState(), rule, flat=True)
 
 
 def chain(*optimizers: Optimizer) -> Optimizer:
@@ -213,7 +233,7 @@ def chain(*optimizers: Optimizer) -> Optimizer:
                 new_state.append(s)
                 if k < last:
                     handed = _leaf.HANDED.get()
-                    ids = _passed_on(g, out, s, handed)
+                    ids = _passed_on(g, out, s, handed, like)
                     if ids is not handed and token is None:
                         token = _leaf.HANDED.set(ids)  # restored when the chain ends
                     elif ids is not handed:
@@ -224,10 +244,12 @@ def chain(*optimizers: Optimizer) -> Optimizer:
                 _leaf.HANDED.reset(token)
         return g, tuple(new_state)
 
-    return transform(init, rule)
+    return transform(init, rule, flat=all(opt.flat for opt in optimizers))
 
 
-def _passed_on(g: Leaves, out: Leaves, state: Any, handed: frozenset[int]) -> frozenset[int]:
+def _passed_on(
+    g: Leaves, out: Leaves, state: Any, handed: frozenset[int], like: Any
+) -> frozenset[int]:
     """The arrays of a transform's output ``out`` that the next transform of a chain may
     compute into: ``handed`` arrays it passed on, and the update arrays it just allocated
     (which it keeps no other reference to: see "Ownership"), unless its state keeps them."""
@@ -241,9 +263,20 @@ def _passed_on(g: Leaves, out: Leaves, state: Any, handed: frozenset[int]) -> fr
             i = id(a)
             if i in handed if i in given else (a.base is None and a.flags.writeable):
                 ids.add(i)
-    if ids and type(state) is not EmptyState:
-        ids.difference_update(id(a) for a in tree.leaves(state))
+    if ids and type(state) is not EmptyState and type(like) is not _flat.Layout:
+        ids.difference_update(_held(state))  # (a flat state's arrays are read-only)
     return frozenset(ids)
+
+
+def _held(state: Any) -> set[int]:
+    """The ids of the arrays a state holds: its leaves, and the vectors behind them
+    when they are views (a flat step's moments)."""
+    held = set()
+    for a in tree.leaves(state):
+        held.add(id(a))
+        if type(a) is np.ndarray and a.base is not None:
+            held.add(id(a.base))
+    return held
 
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
@@ -309,10 +342,16 @@ def step(
     if grads_handed is not True and grads_handed is not False:
         grads_handed = validation.check_bool("optim.step", "grads_handed", grads_handed)
     p, g = _pairs(params, grads, "grads")
+    laid = _flat.layout(p, g, grads, state) if opt.flat else None
+    if laid is not None:
+        try:
+            return _flat_step(opt, params, laid, p, g, state)
+        except _flat.Unfit:  # a moment of another dtype: leaf by leaf, as below
+            pass
     if not grads_handed:
         u, state = _rule(opt)(g, state, p, grads)
         held = {id(a) for a in g}
-        held.update(id(a) for a in tree.leaves(state))
+        held.update(_held(state))
         new = [
             _leaf.add_into(a, b, None if id(b) in held else b) for a, b in zip(p, u, strict=True)
         ]
@@ -326,11 +365,34 @@ def step(
     return tree.unflatten(params, _into_handed(p, u, g, state)), state
 
 
+def _flat_step(
+    opt: Optimizer, params: Params, laid: _flat.Layout, p: Leaves, g: Leaves, state: State
+) -> tuple[Params, State]:
+    """:func:`step` on one vector per tree (see "Small networks, laid flat"): the grads'
+    new vector is the step's own, handed to the rule; the new params are views of
+    the vector ``p + u`` is written into."""
+    fg = laid.copy(g)
+    fp = laid.vector(p)
+    token = _leaf.HANDED.set(frozenset((id(fg),)))
+    try:
+        u, state = opt.rule([fg], state, [fp], laid)  # type: ignore[misc]
+    finally:
+        _leaf.HANDED.reset(token)
+    (fu,) = u
+    if fu is fg or (fu.base is None and fu.flags.writeable):  # the step's own: no one holds it
+        new = _leaf.add_into(fp, fu, fu)
+    elif fg.flags.writeable:  # a held update (a momentum, read-only): into the grads' vector
+        new = _leaf.add_into(fp, fu, fg)
+    else:
+        new = _leaf.add(fp, fu)
+    return tree.unflatten(params, laid.views(new)), state
+
+
 def _into_handed(p: Leaves, u: Leaves, g: Leaves, state: Any) -> Leaves:
     """``p + u`` leaf by leaf after a rule on handed grads ``g``: into ``u`` when nobody
     else holds it (a new array, or ``g[i]`` itself computed in place), else into the
     handed ``g[i]`` when no update is it, else into a new array."""
-    held = {id(a) for a in tree.leaves(state)}
+    held = _held(state)
     if all(map(operator.is_, u, g)):  # the same arrays: computed in place (sgd)
         return [
             _leaf.add_into(a, b, None if id(b) in held else b) for a, b in zip(p, u, strict=True)
@@ -374,6 +436,13 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
     same number, the same shapes, the same kind of node at the top (a full walk
     only on a mismatch, so that the error names the path)."""
     leaves = tree.leaves(tree_)
+    if type(like) is _flat.Layout:  # one vector: theirs, or a copy (Unfit: leaf by leaf)
+        shapes = like.shapes
+        if len(leaves) == len(shapes) and tree.mismatch(like.tree, tree_) is None:
+            pairs = zip(leaves, shapes, strict=True)
+            if all(type(s) is np.ndarray and s.shape == x for s, x in pairs):
+                return [like.vector(leaves)]
+        raise _flat.Unfit
     fits = len(leaves) == len(g) and tree.mismatch(like, tree_) is None
     if fits and all(s.shape == x.shape for s, x in zip(leaves, g, strict=True)):
         return leaves
@@ -384,6 +453,20 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
 
     tree.walk(check, like, tree_)
     raise StructureError(f"{owner}: the state does not fit these grads (from another network?)")
+
+
+def state_tree(tree_: Any, leaves: Leaves, like: Any) -> Any:
+    """The moment tree ``tree_`` with new ``leaves`` (the records rebuilt once): in a
+    flat step, views of the one new vector ``leaves[0]``."""
+    if type(like) is _flat.Layout:
+        leaves = like.views(leaves[0])
+    return tree.unflatten(tree_, leaves)
+
+
+def segments(leaves: Leaves, like: Any) -> Leaves:
+    """The leaves one by one: ``leaves`` itself, or in a flat step the views of its one
+    vector -- for a rule that must see the arrays apart (a norm over them all)."""
+    return like.segments(leaves[0]) if type(like) is _flat.Layout else leaves
 
 
 def as_grad(g: Any) -> np.ndarray:

@@ -18,8 +18,17 @@ import numpy as np
 from .. import tree, validation
 from ..errors import DivergenceError, DTypeError
 from ..record import counter, frozen, param
-from . import _leaf
-from .base import EmptyState, Leaves, Optimizer, expect_state, state_leaves, transform
+from . import _flat, _leaf
+from .base import (
+    EmptyState,
+    Leaves,
+    Optimizer,
+    expect_state,
+    segments,
+    state_leaves,
+    state_tree,
+    transform,
+)
 from .schedules import Schedule
 
 __all__ = [
@@ -38,11 +47,6 @@ __all__ = [
     "add_decayed_weights",
     "clip_by_global_norm",
 ]
-
-
-def _rebuilt(like: Any, leaves: Leaves) -> Any:
-    """The moment tree ``like`` with new leaves (the records are rebuilt once)."""
-    return tree.unflatten(like, leaves)
 
 
 def _zeros(params: Any) -> Any:
@@ -110,14 +114,14 @@ class RssState:
     sum_of_squares: Any
 
 
-def _stateless(fn: Callable[[Leaves, Leaves | None], Leaves]) -> Optimizer:
-    """A transform with no state: ``u = fn(g, p)`` on the leaf lists."""
+def _stateless(fn: Callable[[Leaves, Leaves | None, Any], Leaves]) -> Optimizer:
+    """A transform with no state: ``u = fn(g, p, like)`` on the leaf lists."""
 
     def rule(g: Leaves, state: Any, p: Leaves | None, like: Any) -> tuple[Leaves, Any]:
         expect_state(state, EmptyState, "a stateless transform")
-        return fn(g, p), state
+        return fn(g, p, like), state
 
-    return transform(lambda params: EmptyState(), rule)
+    return transform(lambda params: EmptyState(), rule, flat=True)
 
 
 def _scaled(g: Leaves, factor: float) -> Leaves:
@@ -127,7 +131,7 @@ def _scaled(g: Leaves, factor: float) -> Leaves:
 def scale(factor: float) -> Optimizer:
     """``updates = factor * grads`` (each leaf keeps its dtype). ``scale(-lr)`` is SGD."""
     factor = validation.check_real("scale", "factor", factor)
-    return _stateless(lambda g, p: _scaled(g, factor))
+    return _stateless(lambda g, p, like: _scaled(g, factor))
 
 
 def scale_by_schedule(schedule: Schedule) -> Optimizer:
@@ -142,7 +146,7 @@ def scale_by_schedule(schedule: Schedule) -> Optimizer:
         n = int(state.count)
         return _scaled(g, float(schedule(n))), ScheduleState(counter(n + 1))
 
-    return transform(lambda params: ScheduleState(counter(0)), rule)
+    return transform(lambda params: ScheduleState(counter(0)), rule, flat=True)
 
 
 def _checked_rate(schedule: Schedule) -> Schedule:
@@ -187,9 +191,11 @@ def trace(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
         expect_state(state, TraceState, "trace")
         v = state_leaves(state.momentum, g, "trace", like)
         out = [_leaf.trace(gi, vi, momentum, nesterov) for gi, vi in zip(g, v, strict=True)]
-        return [u for u, _ in out], TraceState(_rebuilt(state.momentum, [v for _, v in out]))
+        return [u for u, _ in out], TraceState(
+            state_tree(state.momentum, [v for _, v in out], like)
+        )
 
-    return transform(lambda params: TraceState(_zeros(params)), rule)
+    return transform(lambda params: TraceState(_zeros(params)), rule, flat=True)
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
@@ -218,11 +224,11 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Opti
         v = state_leaves(state.nu, g, "scale_by_adam", like)
         with _finite("scale_by_adam"):
             out = [_leaf.adam(*leaves, b1, b2, eps, t) for leaves in zip(g, m, v, strict=True)]
-        mu = _rebuilt(state.mu, [o[1] for o in out])
-        nu = _rebuilt(state.nu, [o[2] for o in out])
+        mu = state_tree(state.mu, [o[1] for o in out], like)
+        nu = state_tree(state.nu, [o[2] for o in out], like)
         return [o[0] for o in out], AdamState(mu, nu, counter(t))
 
-    return transform(init, rule)
+    return transform(init, rule, flat=True)
 
 
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
@@ -243,9 +249,9 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
         v = state_leaves(state.nu, g, "scale_by_rms", like)
         with _finite("scale_by_rms"):
             out = [_leaf.rms(gi, vi, decay, eps) for gi, vi in zip(g, v, strict=True)]
-        return [u for u, _ in out], RmsState(_rebuilt(state.nu, [v for _, v in out]))
+        return [u for u, _ in out], RmsState(state_tree(state.nu, [v for _, v in out], like))
 
-    return transform(lambda params: RmsState(_zeros(params)), rule)
+    return transform(lambda params: RmsState(_zeros(params)), rule, flat=True)
 
 
 def scale_by_rss(eps: float = 1e-8) -> Optimizer:
@@ -264,9 +270,11 @@ def scale_by_rss(eps: float = 1e-8) -> Optimizer:
         s = state_leaves(state.sum_of_squares, g, "scale_by_rss", like)
         with _finite("scale_by_rss"):
             out = [_leaf.adagrad(gi, si, eps) for gi, si in zip(g, s, strict=True)]
-        return [u for u, _ in out], RssState(_rebuilt(state.sum_of_squares, [s for _, s in out]))
+        return [u for u, _ in out], RssState(
+            state_tree(state.sum_of_squares, [s for _, s in out], like)
+        )
 
-    return transform(lambda params: RssState(_zeros(params)), rule)
+    return transform(lambda params: RssState(_zeros(params)), rule, flat=True)
 
 
 def _decay_flags(mask: Any, like: Any, params: Leaves) -> list[bool]:
@@ -302,11 +310,30 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
             raise validation.fail(
                 "add_decayed_weights", "params", "the params: update(grads, state, params)", None
             )
+        if type(like) is _flat.Layout:
+            flags = _decay_flags(mask, like.tree, like.segments(p[0]))
+            return [_decayed_flat(g[0], p[0], weight_decay, flags, like)]
         flags = _decay_flags(mask, like, p)
         triples = zip(g, p, flags, strict=True)
         return [_leaf.decayed(gi, pi, weight_decay, on)[0] for gi, pi, on in triples]
 
-    return transform(lambda params: EmptyState(), lambda g, s, p, like: (decay(g, p, like), s))
+    return _stateless(decay)
+
+
+def _decayed_flat(
+    g: np.ndarray, p: np.ndarray, weight_decay: float, flags: list[bool], like: _flat.Layout
+) -> np.ndarray:
+    """:func:`_leaf.decayed` leaf by leaf, into one new vector: ``g + weight_decay * p``
+    on the leaves ``flags`` selects, ``g`` elsewhere (the same arithmetic, bit for bit)."""
+    u = np.empty_like(g)
+    parts = zip(like.segments(g), like.segments(p), like.segments(u), flags, strict=True)
+    for gi, pi, ui, on in parts:
+        if on:
+            np.multiply(pi, weight_decay, out=ui)
+            ui += gi
+        else:
+            np.copyto(ui, gi)
+    return u
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
@@ -322,8 +349,8 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
         "clip_by_global_norm", "max_norm", max_norm, low=0.0, low_open=True
     )
 
-    def clip(g: Leaves, p: Any) -> Leaves:
-        norm = tree.global_norm(g)
+    def clip(g: Leaves, p: Any, like: Any) -> Leaves:
+        norm = tree.global_norm(segments(g, like))  # leaf by leaf: the same sum in a flat step
         return g if not norm > max_norm else _scaled(g, max_norm / norm)
 
     return _stateless(clip)

@@ -19,6 +19,19 @@ class Pair:
     b: np.ndarray = fb.param()
 
 
+OPTIMIZERS = {
+    "sgd": lambda: fb.optim.sgd(0.1),
+    "momentum": lambda: fb.optim.sgd(0.1, momentum=0.9),
+    "nesterov": lambda: fb.optim.sgd(0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: fb.optim.adam(0.1),
+    "adamw": lambda: fb.optim.adamw(0.1, weight_decay=0.1),
+    "rmsprop": lambda: fb.optim.rmsprop(0.1, momentum=0.5),
+    "adagrad": lambda: fb.optim.adagrad(0.1),
+    "clip+adam": lambda: fb.optim.chain(fb.optim.clip_by_global_norm(1.0), fb.optim.adam(0.1)),
+    "scheduled": lambda: fb.optim.sgd(fb.optim.schedules.cosine_decay(0.1, 10), momentum=0.5),
+}
+
+
 P = ([[1.0, -2.0]], [0.5])
 G1 = ([[0.5, -1.0]], [2.0])
 G2 = ([[-1.0, 0.25]], [1.0])

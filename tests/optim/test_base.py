@@ -12,24 +12,12 @@ import pytest
 import fnbp as fb
 from fnbp import optim
 
-from ._helpers import G1, G2, P, Pair, flat, pair
-
-OPTIMIZERS = {
-    "sgd": lambda: optim.sgd(0.1),
-    "momentum": lambda: optim.sgd(0.1, momentum=0.9),
-    "nesterov": lambda: optim.sgd(0.1, momentum=0.9, nesterov=True),
-    "adam": lambda: optim.adam(0.1),
-    "adamw": lambda: optim.adamw(0.1, weight_decay=0.1),
-    "rmsprop": lambda: optim.rmsprop(0.1, momentum=0.5),
-    "adagrad": lambda: optim.adagrad(0.1),
-    "clip+adam": lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.adam(0.1)),
-    "scheduled": lambda: optim.sgd(optim.schedules.cosine_decay(0.1, 10), momentum=0.5),
-}
+from ._helpers import G1, G2, OPTIMIZERS, P, Pair, flat, pair
 
 
 def test_optimizer_is_a_frozen_record_of_two_functions_and_a_rule():
     opt = optim.sgd(0.1)
-    assert [f.name for f in attrs.fields(optim.Optimizer)] == ["init", "update", "rule"]
+    assert [f.name for f in attrs.fields(optim.Optimizer)] == ["init", "update", "rule", "flat"]
     assert optim.Optimizer(opt.init, opt.update).rule is None  # a rule is optional
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         opt.init = None
@@ -348,8 +336,14 @@ def test_handed_grads_leave_params_and_state_alone(name):
     assert not any(np.shares_memory(p, o) for p in fb.tree.leaves(new) for o in olds)
 
 
+@pytest.fixture
+def leaf_by_leaf(monkeypatch):
+    """Steps leaf by leaf: no network is laid flat (see tests/optim/test_flat.py)."""
+    monkeypatch.setattr(fb.optim._flat, "MEAN_SIZE", 0)
+
+
 @pytest.mark.parametrize("make", [lambda: optim.sgd(0.1), lambda: optim.trace(0.9)])
-def test_handed_grads_are_where_the_new_params_go(make):
+def test_handed_grads_are_where_the_new_params_go(make, leaf_by_leaf):
     """The mechanism happens: SGD scales in place, and an update the state holds (a bare
     momentum's velocity) is added to the params in the grads' arrays."""
     net = fb.mlp(fb.random.key(0), [3, 4, 2])
@@ -403,7 +397,7 @@ def test_a_chain_never_writes_into_what_an_earlier_transform_keeps():
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "adagrad", "nesterov", "clip+adam"])
-def test_a_chain_hands_each_new_update_array_to_the_next_transform(name, monkeypatch):
+def test_a_chain_hands_each_new_update_array_to_the_next_transform(name, monkeypatch, leaf_by_leaf):
     """The learning rate closing a chain scales the arrays the transform before it made,
     in place, with the bits of scaling into new arrays."""
     net = fb.mlp(fb.random.key(0), [3, 4, 2])
