@@ -240,7 +240,7 @@ def _map_node(f: Callable[..., Any], t: Any, rest: tuple) -> Any:
     dynamic, static = record_fields(cls)
     if not dynamic:
         return t
-    kwargs = {name: getattr(t, name) for name in static}
+    kwargs = {name: getattr(t, name) for name in static} if static else {}
     for name in dynamic:
         kwargs[name] = _at(f, t, name, getattr(t, name), rest)
     return cls(**kwargs)
@@ -399,7 +399,7 @@ def _refill(t: Any, it: Iterator[Any]) -> Any:
     dynamic, static = spec
     if not dynamic:
         return t
-    kwargs = {name: getattr(t, name) for name in static}
+    kwargs = {name: getattr(t, name) for name in static} if static else {}
     for name in dynamic:
         x = getattr(t, name)
         kwargs[name] = next(it) if type(x) is np.ndarray else _refill(x, it)

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import tree
-
 MEAN_SIZE = 4096
 """The largest mean number of elements per leaf laid flat: above it, copying the grads
 into one vector costs more than the numpy calls it saves (benchmarks/optimizers.py)."""
@@ -58,10 +56,15 @@ class Layout:
         base = leaves[0].base
         entry = None if base is None else _LAID.get(id(base))
         if entry is not None and entry[0]() is base and len(entry[1]) == len(leaves):
-            if all(r() is a for r, a in zip(entry[1], leaves, strict=True)):
+            for r, a in zip(entry[1], leaves, strict=True):
+                if r() is not a:
+                    break
+            else:
                 return base  # type: ignore[return-value]
-        if any(a.dtype != self.dtype for a in leaves):
-            raise Unfit
+        dtype = self.dtype
+        for a in leaves:
+            if a.dtype != dtype:
+                raise Unfit
         vector = np.concatenate([a.ravel() for a in leaves])
         vector.flags.writeable = False
         return vector
@@ -74,7 +77,7 @@ class Layout:
     def segments(self, vector: np.ndarray) -> list[np.ndarray]:
         """The leaves of ``vector``: views of it, one per leaf, in tree order."""
         return [
-            vector[a:b].reshape(shape)
+            vector[a:b] if len(shape) == 1 else vector[a:b].reshape(shape)
             for (a, b), shape in zip(self.bounds, self.shapes, strict=True)
         ]
 
@@ -112,11 +115,10 @@ def _bounds(shapes: tuple) -> tuple[tuple[int, int], ...]:
 def layout(p: list[np.ndarray], g: list[np.ndarray], like: Any, state: Any) -> Layout | None:
     """A :class:`Layout` of the param leaves ``p`` when laying them flat pays: two leaves
     or more, of :data:`MEAN_SIZE` elements or fewer on average, the params and the
-    grads all of one dtype, and a ``state`` holding moments (at least one array per
-    leaf: plain SGD makes too few numpy calls per array to win back the copy of its
-    grads). None otherwise."""
+    grads all of one dtype, and a ``state`` holding moments (plain SGD makes too few
+    numpy calls per array to win back the copy of its grads). None otherwise."""
     n = len(p)
-    if n < 2:
+    if n < 2 or not _has_moments(state):
         return None
     dtype = p[0].dtype
     size = 0
@@ -124,6 +126,21 @@ def layout(p: list[np.ndarray], g: list[np.ndarray], like: Any, state: Any) -> L
         if a.dtype != dtype or b.dtype != dtype:
             return None
         size += a.size
-    if size > MEAN_SIZE * n or len(tree.leaves(state)) < n:
+    if size > MEAN_SIZE * n:
         return None
     return Layout(like, tuple(a.shape for a in p), dtype)
+
+
+def _has_moments(state: Any) -> bool:
+    """Whether ``state`` holds more than counters: a record (or a tuple of them, as a
+    chain's) with a field that is a tree, not an array. Anything else is taken to."""
+    if type(state) is tuple:
+        return any(_has_moments(s) for s in state)
+    fields = getattr(type(state), "__attrs_attrs__", None)
+    if fields is None:
+        return type(state) is not np.ndarray and state is not None
+    for field in fields:
+        value = getattr(state, field.name)
+        if value is not None and type(value) is not np.ndarray:
+            return True
+    return False

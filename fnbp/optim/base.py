@@ -439,8 +439,10 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
     if type(like) is _flat.Layout:  # one vector: theirs, or a copy (Unfit: leaf by leaf)
         shapes = like.shapes
         if len(leaves) == len(shapes) and tree.mismatch(like.tree, tree_) is None:
-            pairs = zip(leaves, shapes, strict=True)
-            if all(type(s) is np.ndarray and s.shape == x for s, x in pairs):
+            for s, shape in zip(leaves, shapes, strict=True):
+                if type(s) is not np.ndarray or s.shape != shape:
+                    break
+            else:
                 return [like.vector(leaves)]
         raise _flat.Unfit
     fits = len(leaves) == len(g) and tree.mismatch(like, tree_) is None
