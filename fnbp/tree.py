@@ -574,7 +574,10 @@ def global_norm(tree: Any) -> float:
     biggest = builtins.max((float(np.abs(p).max(initial=0.0)) for p in parts), default=0.0)
     if biggest == 0.0 or not np.isfinite(biggest):
         return biggest
-    total = builtins.sum(float(np.vdot(p / biggest, p / biggest)) for p in parts)
+    total = 0.0
+    for p in parts:
+        q = p / biggest
+        total += float(np.vdot(q, q))
     return biggest * float(np.sqrt(total))
 
 
