@@ -53,6 +53,7 @@ from . import (
     testing,
     tree,
     validation,
+    workspace,
 )
 from .checkpoint import Checkpoint, CheckpointError
 from .core import (
@@ -138,6 +139,7 @@ from .record import frozen, param, readonly, replace, static
 from .testing import GradientCheckError
 from .traces import LayerTrace, Summary, Trace, diagnostics, summary, trace
 from .train import FUSIONS, TrainState, batches, fused_loss, train_step, value_and_grad
+from .workspace import scratch
 
 __all__ = [
     "Attention",
@@ -163,6 +165,7 @@ __all__ = [
     "StatefulLayer",
     "TrainState",
     "frozen",
+    "scratch",
     "train_step",
     "validation",
     "ELU",
@@ -242,6 +245,7 @@ __all__ = [
     "static",
     "testing",
     "tree",
+    "workspace",
     "update",
     "value_and_grad",
     "vjp",

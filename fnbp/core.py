@@ -58,6 +58,12 @@ For both kinds:
   grads to anyone, then hands them to ``fb.optim.step(..., grads_handed=True)``,
   which may write the updates and the new parameters into them. Only arrays
   that own their memory are written (a view, such as Conv's, is left alone).
+* **Kept workspaces.** A layer may take a new array from :func:`fnbp.scratch`
+  (Dense does, for its output and gradients) and must write all of it. Inside
+  :func:`fnbp.train_step` that is an array an earlier step made which nothing
+  references any more (no record, view, closure or caller: CPython's reference
+  count says so), so a step at a fixed batch size causes no page faults;
+  anywhere else it is ``np.empty``. Nothing anyone can see is ever reused.
 * A context layer hands back its new state as a value (``None`` if it keeps
   none) and never modifies ``ctx.state``. In inference a layer that needs its
   state (BatchNorm's running statistics) and gets none raises

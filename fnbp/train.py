@@ -32,6 +32,7 @@ from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
 from .optim import Optimizer, step
 from .record import counter, nested_repr, param
+from .workspace import kept
 
 __all__ = ["FUSIONS", "TrainState", "fused_loss", "value_and_grad", "train_step", "batches"]
 
@@ -153,7 +154,10 @@ def train_step(
     takes the gradients with :func:`value_and_grad`, and applies the
     ``optimizer`` (for a ``Serial`` whose layers promise fresh gradients,
     ``Serial.fresh_grads``, with ``grads_handed=True``: nobody else sees these
-    grads; the same bits, fewer new arrays). ``loss_value`` and ``pred`` (the
+    grads; the same bits, fewer new arrays). The layers' new arrays come from the
+    thread's workspace (:func:`fnbp.scratch`: arrays of earlier steps that nothing
+    references any more, so a fixed batch size causes no page faults).
+    ``loss_value`` and ``pred`` (the
     network's output, or the fused loss's input) come from before the update.
     Pure: ``ts`` is unchanged.
     """
@@ -162,8 +166,13 @@ def train_step(
     loss = validation.check_loss("train_step", loss)
     optimizer = validation.check_optimizer("train_step", optimizer)
     ctx = context("train_step", True, key, ts.model_state)
-    value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
-    handed = type(ts.params) is Serial and ts.params.fresh_grads and not watched()
+    if watched():  # fb.trace keeps every array: nothing is handed over or reused
+        value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
+        handed = False
+    else:
+        with kept():
+            value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
+        handed = type(ts.params) is Serial and ts.params.fresh_grads
     try:
         params, opt_state = step(optimizer, ts.params, grads, ts.opt_state, grads_handed=handed)
     except StructureError as e:

@@ -1,0 +1,104 @@
+"""The training step's workspace: kept arrays for the new arrays of every step.
+
+A step at batch 1024 makes a few megabytes of new arrays (activations, their
+gradients, the weight gradients) and lets them go. The C library returns some
+of that memory to the operating system and faults it back in at the next step
+(tens to hundreds of page faults per step). Inside :func:`fnbp.train_step`,
+:func:`scratch` instead hands a layer an array of the right shape and dtype
+that an earlier step made and that nothing references any more -- CPython's
+reference count says so, the test numpy itself makes before it reuses a
+temporary in ``a + b + c``. Outside a step it is ``np.empty``.
+
+No one can see the difference: an array is reused only when no record, view,
+caller or closure holds it, and it is overwritten before it is read. The
+arithmetic is the same, so the bits are the same. Each thread keeps its own
+workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
+:data:`SHAPES` shapes (about two steps' worth of memory for a fixed batch size);
+arrays under :data:`MIN_BYTES` are always new.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+
+__all__ = ["scratch", "kept", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
+
+PER_SHAPE = 8
+"""Arrays kept per (shape, dtype): one step of the 784-256-256-10 MLP holds at most
+four (1024, 256) arrays at once."""
+
+SHAPES = 64
+"""Shapes kept per thread; the least recently used one goes first."""
+
+MIN_BYTES = 1 << 16
+"""Smaller arrays are always new: the C library reuses their memory without faults,
+and looking one up would cost more than making it."""
+
+Pool = dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]]
+
+_ACTIVE: ContextVar[Pool | None] = ContextVar("fnbp_workspace", default=None)
+_THREADS = threading.local()
+
+
+def _free_count() -> int:
+    """The reference count :func:`scratch` sees for an array only its pool's list holds
+    (the list, the loop variable, getrefcount's argument: 3 on CPython 3.11),
+    measured the way scratch measures it."""
+    probe = [np.empty(0)]
+    for a in probe:
+        return sys.getrefcount(a)
+    raise AssertionError("unreachable")
+
+
+_FREE = _free_count()
+
+
+def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new uninitialised array of ``shape`` and ``dtype``, writeable, that nobody else
+    references: ``np.empty(shape, dtype)``, or inside :func:`fnbp.train_step` a kept
+    one that an earlier step made and nothing holds any more. The caller must write
+    every element before reading it (the ``out=`` of a product, say).
+
+    >>> import numpy as np, fnbp as fb
+    >>> fb.scratch((2, 3), np.dtype(np.float32)).shape
+    (2, 3)
+    """
+    pool = _ACTIVE.get()
+    if pool is None or math.prod(shape) * dtype.itemsize < MIN_BYTES:
+        return np.empty(shape, dtype)
+    key = (shape, dtype)
+    kept = pool.pop(key, None)
+    if kept is None:
+        kept = []
+        if len(pool) >= SHAPES:
+            del pool[next(iter(pool))]  # the least recently used shape
+    pool[key] = kept  # now the most recently used
+    for a in kept:
+        if sys.getrefcount(a) == _FREE:
+            a.flags.writeable = True
+            return a
+    a = np.empty(shape, dtype)
+    if len(kept) < PER_SHAPE:
+        kept.append(a)
+    return a
+
+
+@contextmanager
+def kept() -> Iterator[None]:
+    """Within this block, :func:`scratch` reuses the calling thread's kept arrays (what
+    :func:`fnbp.train_step` does while fnbp.trace does not watch)."""
+    pool = getattr(_THREADS, "pool", None)
+    if pool is None:
+        pool = _THREADS.pool = {}
+    token = _ACTIVE.set(pool)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)

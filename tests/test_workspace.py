@@ -1,0 +1,149 @@
+"""fnbp.workspace: kept arrays inside a training step, reused only when nothing holds them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fnbp as fb
+from fnbp import workspace
+
+F32 = np.dtype(np.float32)
+BIG = (128, 256)  # 128 KiB in float32: above MIN_BYTES
+
+
+@pytest.fixture(autouse=True)
+def fresh_workspaces(monkeypatch):
+    """Each test starts with no kept array (other tests' steps leave some)."""
+    monkeypatch.setattr(workspace, "_THREADS", threading.local())
+
+
+def test_outside_a_step_every_array_is_new():
+    pools = getattr(workspace._THREADS, "pool", {}).copy()
+    a, b = fb.scratch(BIG, F32), fb.scratch(BIG, F32)
+    assert a is not b and b.shape == BIG and b.dtype == F32
+    assert b.flags.writeable and b.base is None
+    assert workspace._ACTIVE.get() is None
+    assert getattr(workspace._THREADS, "pool", {}) == pools  # nothing was kept
+
+
+def test_inside_a_step_an_array_nothing_holds_is_reused():
+    with workspace.kept():
+        a = fb.scratch(BIG, F32)
+        first = id(a)
+        a.flags.writeable = False  # as a record would leave it
+        del a
+        b = fb.scratch(BIG, F32)
+        assert id(b) == first and b.flags.writeable  # the same array, writeable again
+
+
+@pytest.mark.parametrize(
+    "hold",
+    [
+        lambda a: a,  # the array itself
+        lambda a: a[1:],  # a view of it
+        lambda a: fb.Dense(a, np.zeros(256, np.float32)),  # a record's leaf
+        lambda a: lambda: a,  # a closure
+    ],
+    ids=["array", "view", "record", "closure"],
+)
+def test_an_array_anything_holds_is_never_reused(hold):
+    with workspace.kept():
+        a = fb.scratch(BIG, F32)
+        a[...] = 1.0
+        a.flags.writeable = False
+        held = hold(a)
+        del a
+        b = fb.scratch(BIG, F32)
+        b[...] = 2.0
+        arrays = [x for x in (held, getattr(held, "W", None)) if isinstance(x, np.ndarray)]
+        if callable(held):
+            arrays.append(held())
+        assert arrays and all((x == 1.0).all() for x in arrays)
+
+
+def test_small_arrays_are_always_new_and_the_pool_is_bounded(monkeypatch):
+    with workspace.kept():
+        small = fb.scratch((4, 4), F32)
+        pool = workspace._ACTIVE.get()
+        assert pool is not None and ((4, 4), F32) not in pool
+        del small
+        held = [fb.scratch(BIG, F32) for _ in range(workspace.PER_SHAPE + 3)]
+        assert len(pool[(BIG, F32)]) == workspace.PER_SHAPE
+        assert len({id(a) for a in held}) == len(held)
+        monkeypatch.setattr(workspace, "SHAPES", 2)
+        for n in range(3):
+            fb.scratch((256, 64 + n), F32)
+        assert len(pool) <= 2 and (BIG, F32) not in pool  # the least recently used went
+
+
+def _kept(monkeypatch, on):
+    """Train steps with their workspace, or with every array new."""
+    monkeypatch.setattr(workspace, "MIN_BYTES", 1 << 16 if on else 1 << 62)
+
+
+def _run(steps, opt=None):
+    """``steps`` train_steps of a network whose activations are 128 KiB arrays."""
+    key = fb.random.key(0)
+    net = fb.mlp(key, [64, 256, 128, 10])
+    x = fb.random.uniform(fb.random.fold_in(key, 1), (128, 64), dtype=np.float32)
+    y = np.arange(128) % 10
+    opt = opt or fb.optim.sgd(0.1, momentum=0.5)
+    ts = fb.TrainState.create(net, opt)
+    out = []
+    for _ in range(steps):
+        ts, loss, pred = fb.train_step(ts, fb.softmax_cross_entropy, opt, x, y)
+        out.append((ts, loss, pred))
+    return out
+
+
+@pytest.mark.parametrize("opt", [None, fb.optim.sgd(0.1), fb.optim.adam(1e-2)])
+def test_a_train_step_in_its_workspace_gives_the_same_bits(opt, monkeypatch):
+    _kept(monkeypatch, True)
+    kept = _run(4, opt)
+    _kept(monkeypatch, False)
+    new = _run(4, opt)
+    for a, b in zip(fb.tree.leaves(kept), fb.tree.leaves(new), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_what_a_caller_holds_from_earlier_steps_never_changes(monkeypatch):
+    """Every state, loss and prediction of six steps, all held to the end (the params
+    live in arrays of the workspace), equal those of a run with every array new."""
+    _kept(monkeypatch, True)
+    out = _run(6)
+    _kept(monkeypatch, False)
+    reference = _run(6)
+    for a, b in zip(fb.tree.leaves(out), fb.tree.leaves(reference), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_the_workspace_is_reused_from_step_to_step(monkeypatch):
+    """The mechanism happens: after two steps, six more need no new (128, 256) array."""
+    _kept(monkeypatch, True)
+    _run(2)
+    pool = workspace._THREADS.pool[((128, 256), F32)]
+    made = len(pool)
+    _run(6)
+    assert 0 < made == len(pool) < workspace.PER_SHAPE
+
+
+def test_threads_keep_workspaces_of_their_own(monkeypatch):
+    _kept(monkeypatch, False)
+    reference = _run(3)
+    _kept(monkeypatch, True)
+    results: list = [None, None]
+
+    def work(i):
+        results[i] = _run(3)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        for a, b in zip(fb.tree.leaves(result), fb.tree.leaves(reference), strict=True):
+            assert np.array_equal(a, b)
