@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import random, tree
+from . import random, tree, workspace
 from .core import Context, as_input, check_layer, dtype_of, verified, vjp_ctx
 from .errors import DivergenceError, LocatedError, ShapeError, StructureError
 from .layers import Serial
@@ -536,6 +536,7 @@ def fit(
     try:
         return _loop(run, ts, x, y, val, stopper, budget, callbacks, rows, bar)
     finally:
+        workspace.clear()  # the kept arrays of its steps go with the run
         if bar is not None:
             bar.close()
 

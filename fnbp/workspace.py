@@ -14,7 +14,9 @@ caller or closure holds it, and it is overwritten before it is read. The
 arithmetic is the same, so the bits are the same. Each thread keeps its own
 workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
 :data:`SHAPES` shapes (about two steps' worth of memory for a fixed batch size);
-arrays under :data:`MIN_BYTES` are always new.
+arrays under :data:`MIN_BYTES` are always new. The kept arrays stay after the
+last step, for the next one, until :func:`clear` (``fit`` clears its own when
+it ends) or the thread ends.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from contextvars import ContextVar
 
 import numpy as np
 
-__all__ = ["scratch", "kept", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
+__all__ = ["scratch", "kept", "clear", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
 
 PER_SHAPE = 8
 """Arrays kept per (shape, dtype): one step of the 784-256-256-10 MLP holds at most
@@ -102,3 +104,8 @@ def kept() -> Iterator[None]:
         yield
     finally:
         _ACTIVE.reset(token)
+
+
+def clear() -> None:
+    """Let go of the calling thread's kept arrays (those nothing else holds are freed)."""
+    _THREADS.pool = {}

@@ -147,3 +147,25 @@ def test_threads_keep_workspaces_of_their_own(monkeypatch):
     for result in results:
         for a, b in zip(fb.tree.leaves(result), fb.tree.leaves(reference), strict=True):
             assert np.array_equal(a, b)
+
+
+def test_clear_lets_go_of_the_kept_arrays_and_fit_clears_its_own(monkeypatch):
+    _kept(monkeypatch, True)
+    _run(2)
+    assert workspace._THREADS.pool
+    workspace.clear()
+    assert workspace._THREADS.pool == {}
+    key = fb.random.key(0)
+    x = fb.random.uniform(key, (256, 64), dtype=np.float32)
+    fb.fit(
+        fb.mlp(key, [64, 256, 10]),
+        fb.softmax_cross_entropy,
+        x,
+        np.arange(256) % 10,
+        optimizer=fb.optim.sgd(0.1),
+        epochs=1,
+        batch_size=128,
+        key=key,
+        progress=False,
+    )
+    assert workspace._THREADS.pool == {}
