@@ -10,7 +10,8 @@ reference count says so, the test numpy itself makes before it reuses a
 temporary in ``a + b + c``. Outside a step it is ``np.empty``.
 
 No one can see the difference: an array is reused only when no record, view,
-caller or closure holds it, and it is overwritten before it is read. The
+caller or closure holds it, not even through a weak reference, and it is
+overwritten before it is read. The
 arithmetic is the same, so the bits are the same. Each thread keeps its own
 workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
 :data:`SHAPES` shapes (about two steps' worth of memory for a fixed batch size);
@@ -27,6 +28,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from weakref import getweakrefcount
 
 import numpy as np
 
@@ -83,7 +85,7 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
             del pool[next(iter(pool))]  # the least recently used shape
     pool[key] = kept  # now the most recently used
     for a in kept:
-        if sys.getrefcount(a) == _FREE:
+        if sys.getrefcount(a) == _FREE and not getweakrefcount(a):  # nobody, not weakly
             a.flags.writeable = True
             return a
     a = np.empty(shape, dtype)

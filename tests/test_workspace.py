@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -46,8 +47,9 @@ def test_inside_a_step_an_array_nothing_holds_is_reused():
         lambda a: a[1:],  # a view of it
         lambda a: fb.Dense(a, np.zeros(256, np.float32)),  # a record's leaf
         lambda a: lambda: a,  # a closure
+        weakref.ref,  # only weakly: the pool keeps it alive, so it must not change
     ],
-    ids=["array", "view", "record", "closure"],
+    ids=["array", "view", "record", "closure", "weakref"],
 )
 def test_an_array_anything_holds_is_never_reused(hold):
     with workspace.kept():
@@ -60,7 +62,7 @@ def test_an_array_anything_holds_is_never_reused(hold):
         b[...] = 2.0
         arrays = [x for x in (held, getattr(held, "W", None)) if isinstance(x, np.ndarray)]
         if callable(held):
-            arrays.append(held())
+            arrays.append(held())  # the closure's array, or the weakly held one
         assert arrays and all((x == 1.0).all() for x in arrays)
 
 
