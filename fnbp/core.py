@@ -59,7 +59,8 @@ For both kinds:
   which may write the updates and the new parameters into them. Only arrays
   that own their memory are written (a view, such as Conv's, is left alone).
 * **Kept workspaces.** A layer may take a new array from :func:`fnbp.scratch`
-  (Dense does, for its output and gradients) and must write all of it. Inside
+  (Dense and the convolutions do, for their outputs, patch matrices and
+  gradients) and must write all of it. Inside
   :func:`fnbp.train_step` that is an array an earlier step made which nothing
   references any more (no record, view, closure or caller: CPython's reference
   count says so), so a step at a fixed batch size causes no page faults;

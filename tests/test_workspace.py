@@ -171,3 +171,35 @@ def test_clear_lets_go_of_the_kept_arrays_and_fit_clears_its_own(monkeypatch):
         progress=False,
     )
     assert workspace._THREADS.pool == {}
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_a_convolutional_step_in_its_workspace_gives_the_same_bits(dims, monkeypatch):
+    """Conv takes its padded input, patch matrix, output and gradients from the
+    workspace too."""
+    key = fb.random.key(3)
+    k1, k2, k3 = fb.random.split(key, 3)
+    conv = fb.Conv1D if dims == 1 else fb.Conv2D
+    net = fb.Serial(
+        (
+            conv.init(k1, 3, 16, 3, padding="same"),
+            fb.ReLU(),
+            conv.init(k2, 16, 8, 3, padding="same"),
+            fb.Flatten(),
+            fb.Dense.init(k3, 8 * 12**dims, 10),
+        )
+    )
+    x = fb.random.normal(key, (64, *(12,) * dims, 3), dtype=np.float32)
+    y = np.arange(64) % 10
+    opt = fb.optim.adam(1e-2)
+    runs = []
+    for on in (True, False):
+        _kept(monkeypatch, on)
+        ts, out = fb.TrainState.create(net, opt), []
+        for _ in range(3):
+            ts, loss, pred = fb.train_step(ts, fb.softmax_cross_entropy, opt, x, y)
+            out.append((ts, loss, pred))
+        runs.append(out)
+    assert workspace._THREADS.pool  # the first run kept arrays
+    for a, b in zip(fb.tree.leaves(runs[0]), fb.tree.leaves(runs[1]), strict=True):
+        assert np.array_equal(a, b)

@@ -51,6 +51,7 @@ from .. import initializers, random, validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import array_repr, frozen, param, static
+from ..workspace import scratch
 from . import _interop
 
 __all__ = ["Conv1D", "Conv2D"]
@@ -105,7 +106,8 @@ def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     if not any(a or b for a, b in pads):
         return x
     spatial = (n + a + b for n, (a, b) in zip(x.shape[1:-1], pads, strict=True))
-    xp = np.full((x.shape[0], *spatial, x.shape[-1]), value, x.dtype)
+    xp = scratch((x.shape[0], *spatial, x.shape[-1]), x.dtype)
+    xp.fill(value)
     xp[interior(x.shape, pads)] = x
     return xp
 
@@ -143,7 +145,7 @@ def patches(
     """
     view = windows(xp, kernel, stride, out)
     k = math.prod(kernel) * xp.shape[-1]
-    P = np.empty((xp.shape[0], *out, k + 1), xp.dtype)
+    P = scratch((xp.shape[0], *out, k + 1), xp.dtype)
     P[..., k] = 1.0
     if xp.shape[-1] > 1:
         P[..., :k].reshape(view.shape)[...] = view  # splitting the last axis: a view of P
@@ -165,7 +167,8 @@ def col2im(
     """
     d = len(stride)
     kernel, out = g_windows.shape[:d], g_windows.shape[d + 1 : 2 * d + 1]
-    g = np.zeros(padded_shape, g_windows.dtype)
+    g = scratch(padded_shape, g_windows.dtype)
+    g.fill(0.0)
     for offset in np.ndindex(*kernel):
         steps = zip(offset, stride, out, strict=True)
         dst = g[(slice(None), *(slice(i, i + s * (o - 1) + 1, s) for i, s, o in steps))]
@@ -285,12 +288,13 @@ class _Conv(Layer):
         validation.check_size(type(self).__name__, "the patch matrix", rows * width)
         xp = pad(x, pads)
         P1 = patches(xp, kernel, self.stride, out)  # [P 1]
-        y = P1.dot(np.concatenate((self.W.reshape(-1, c_out), self.b[None])))
-        y = y.reshape(x.shape[0], *out, c_out)
+        Wb = np.concatenate((self.W.reshape(-1, c_out), self.b[None]))
+        y = P1.dot(Wb, out=scratch((rows, c_out), Wb.dtype)).reshape(x.shape[0], *out, c_out)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
             g_flat = g_y.reshape(-1, c_out)
-            g_Wb = frozen(P1.T.dot(g_flat))  # [g_W; g_b] = [P 1]^T g_Y
+            dtype = np.result_type(P1.dtype, g_flat.dtype)
+            g_Wb = frozen(P1.T.dot(g_flat, out=scratch((width, c_out), dtype)))  # [P 1]^T g_Y
             grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])  # type: ignore[misc]
             if not need_g_x:
                 return None, grads
@@ -308,9 +312,11 @@ def _patch_grads(g_flat: np.ndarray, W: np.ndarray) -> np.ndarray:
     product ``W_flat g_Y^T`` of shape ``(prod(kernel), M)``.
     """
     c_in, c_out = W.shape[-2:]
+    dtype, k = np.result_type(g_flat.dtype, W.dtype), math.prod(W.shape[:-2])
     if c_in == 1:
-        return W.reshape(-1, c_out).dot(g_flat.T)
-    return np.matmul(g_flat, W.reshape(-1, c_in, c_out).transpose(0, 2, 1))
+        return W.reshape(-1, c_out).dot(g_flat.T, out=scratch((k, len(g_flat)), dtype))
+    out = scratch((k, len(g_flat), c_in), dtype)
+    return np.matmul(g_flat, W.reshape(-1, c_in, c_out).transpose(0, 2, 1), out=out)
 
 
 def _hint(shape: tuple[int, ...], d: int, c_in: int) -> str:
