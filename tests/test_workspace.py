@@ -203,3 +203,10 @@ def test_a_convolutional_step_in_its_workspace_gives_the_same_bits(dims, monkeyp
     assert workspace._THREADS.pool  # the first run kept arrays
     for a, b in zip(fb.tree.leaves(runs[0]), fb.tree.leaves(runs[1]), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(workspace)
+    assert result.attempted > 0 and result.failed == 0

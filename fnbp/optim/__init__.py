@@ -16,7 +16,17 @@ moments mirror the params; nothing is modified in place.
 
 from . import schedules
 from .alias import adagrad, adam, adamw, rmsprop, sgd
-from .base import EmptyState, Optimizer, apply_updates, chain, handed, identity, step, update
+from .base import (
+    EmptyState,
+    Optimizer,
+    apply_updates,
+    chain,
+    handed,
+    identity,
+    step,
+    transform,
+    update,
+)
 from .transforms import (
     AdamState,
     RmsState,
@@ -64,5 +74,6 @@ __all__ = [
     "step",
     "handed",
     "trace",
+    "transform",
     "update",
 ]

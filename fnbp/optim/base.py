@@ -154,9 +154,18 @@ def transform(init: Callable[[Params], State], rule: Rule, *, flat: bool = False
 
     ``flat=True`` promises that ``rule`` gives the same numbers on one vector of
     all the leaves end to end, with ``like`` a ``Layout`` (and its moments read
-    with :func:`state_leaves` and rebuilt with :func:`state_tree`), as on the
-    leaves one by one: elementwise math with the same hyperparameters for
-    every leaf. :func:`step` may then run it once per step on small networks.
+    with :func:`state_leaves` and rebuilt with :func:`state_tree`, so that the
+    arrays of its state are read-only), as on the leaves one by one: elementwise
+    math with the same hyperparameters for every leaf. :func:`step` may then run
+    it once per step on small networks.
+
+    >>> import numpy as np, fnbp as fb
+    >>> def sign_rule(g, state, p, like):          # updates = -0.1 * sign(g)
+    ...     return [np.sign(x) * -0.1 for x in g], state
+    >>> opt = fb.optim.transform(lambda params: fb.optim.EmptyState(), sign_rule, flat=True)
+    >>> params, _ = fb.optim.step(opt, np.array([1.0, 2.0]), np.array([3.0, -4.0]), opt.init(None))
+    >>> params.tolist()
+    [0.9, 2.1]
     """
 
     def update(grads: Any, state: Any, params: Params = None) -> tuple[Updates, State]:
