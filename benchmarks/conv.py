@@ -22,6 +22,8 @@ Contenders per case, interleaved round by round (one repetition is
   ``K = 9*C_in``), bare ``np.matmul`` into preallocated arrays with ``out=``;
   ``matmuls, no g_x`` the first two;
 * ``patch extraction``: fnbp's padding + patch matrix (``conv.pad``, ``conv.patches``);
+* ``fnbp, kept workspace``: fnbp's pass (with ``g_x``) inside ``fnbp.workspace.kept()``,
+  as ``fb.train_step`` runs it: its large new arrays are kept ones of earlier calls;
 * ``col2im``: fnbp's scatter-add of the patch gradients ``g_P`` (given) back
   into the input (``conv.col2im`` and ``conv.crop``).
 
@@ -44,6 +46,7 @@ import _harness as harness
 import numpy as np
 
 import fnbp as fb
+from fnbp import workspace
 from fnbp.layers import conv
 
 CASES = {
@@ -56,6 +59,8 @@ SHARES = {  # fraction name: (part, whole), taken pairwise within each round
     **harness.g_x_shares("matmuls"),
     **harness.fnbp_shares("patch extraction", "col2im"),
     "patch extraction, no g_x": ("patch extraction", "fnbp, no g_x"),
+    "kept / fnbp": ("fnbp, kept workspace", "fnbp"),
+    "matmuls / kept": ("matmuls", "fnbp, kept workspace"),
 }
 
 
@@ -96,11 +101,17 @@ class Case(harness.LayerCase):
     def col2im(self) -> np.ndarray:
         return conv.crop(conv.col2im(self.g_P, self.xp.shape, (1, 1)), self.x.shape, self.pads)
 
+    def kept(self) -> tuple:
+        """fnbp's pass in a kept workspace, as inside ``fb.train_step``."""
+        with workspace.kept():
+            return self.fnbp(True)
+
     def parts(self) -> dict[str, Callable[[], object]]:
         return {
             **harness.g_x_pair("matmuls", self.matmuls),
             "patch extraction": self.extract,
             "col2im": self.col2im,
+            "fnbp, kept workspace": self.kept,
         }
 
     def check(self) -> str:
@@ -126,7 +137,12 @@ class Case(harness.LayerCase):
 
 
 HEADERS = harness.pass_headers(
-    "matmuls", "patch extraction / fnbp", "col2im / fnbp", "matmul GFLOP/s"
+    "matmuls",
+    "patch extraction / fnbp",
+    "col2im / fnbp",
+    "matmul GFLOP/s",
+    "kept workspace / fnbp",
+    "matmuls / kept workspace",
 )
 
 
@@ -134,8 +150,9 @@ def rows(case: Case, r: dict) -> list[list[str]]:
     ms, share = r["ms"], r["share"]
     gflops = 3 * case.flops / (1e-3 * ms["matmuls"].median) / 1e9
     with_g_x = [share["patch extraction"], share["col2im"]]
-    cells = [*map(harness.fmt_pct, with_g_x), f"{gflops:.1f}"]
-    no_g_x = [harness.fmt_pct(share["patch extraction, no g_x"]), "-", ""]
+    kept = [harness.fmt_pct(share["kept / fnbp"]), harness.fmt_pct(share["matmuls / kept"])]
+    cells = [*map(harness.fmt_pct, with_g_x), f"{gflops:.1f}", *kept]
+    no_g_x = [harness.fmt_pct(share["patch extraction, no g_x"]), "-", "", "", ""]
     return harness.pass_rows(case.label, r, "matmuls", cells, no_g_x, digits=2)
 
 
