@@ -11,9 +11,9 @@ temporary in ``a + b + c``. Outside a step it is ``np.empty``.
 
 No one can see the difference: an array is reused only when no record, view,
 caller or closure holds it, not even through a weak reference, and it is
-overwritten before it is read. The
-arithmetic is the same, so the bits are the same. Each thread keeps its own
-workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
+overwritten before it is read. The arithmetic is the same, so the bits are the
+same. Dense and the convolutions take their large new arrays from here. Each
+thread keeps its own workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
 :data:`SHAPES` shapes (about two steps' worth of memory for a fixed batch size);
 arrays under :data:`MIN_BYTES` are always new. The kept arrays stay after the
 last step, for the next one, until :func:`clear` (``fit`` clears its own when
