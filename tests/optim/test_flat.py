@@ -4,6 +4,7 @@ vectors found again without a copy, nothing anyone holds ever written."""
 from __future__ import annotations
 
 import gc
+import threading
 
 import attrs
 import numpy as np
@@ -191,3 +192,26 @@ def test_a_checkpointed_flat_state_resumes_with_the_same_bits(tmp_path):
         optim.step(opt, loaded_params, _grads(net, 1), loaded_state),
         optim.step(opt, params, _grads(net, 1), state),
     )
+
+
+def test_threads_laying_networks_flat_do_not_disturb_each_other():
+    opt = optim.adam(0.1)
+    nets = [_net(), fb.tree.map(lambda a: a * 2.0, _net())]
+
+    def run(net):
+        params, state = net, opt.init(net)
+        for t in range(30):
+            params, state = optim.step(opt, params, _grads(net, t), state)
+        return params, state
+
+    alone = [run(net) for net in nets]
+    together: list = [None, None]
+    threads = [
+        threading.Thread(target=lambda i=i: together.__setitem__(i, run(nets[i]))) for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together, strict=True):
+        _same(a, b)
