@@ -32,7 +32,7 @@ from weakref import getweakrefcount
 
 import numpy as np
 
-__all__ = ["scratch", "kept", "clear", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
+__all__ = ["scratch", "dot", "kept", "clear", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
 
 PER_SHAPE = 8
 """Arrays kept per (shape, dtype): one step of the 784-256-256-10 MLP holds at most
@@ -92,6 +92,20 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if len(kept) < PER_SHAPE:
         kept.append(a)
     return a
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a.dot(b)`` of two matrices, into a :func:`scratch` array inside a training step
+    (the same product, the same bits).
+
+    >>> import numpy as np, fnbp as fb
+    >>> fb.workspace.dot(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+    if _ACTIVE.get() is None:
+        return a.dot(b)
+    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
+    return a.dot(b, out=scratch((a.shape[0], b.shape[1]), dtype))
 
 
 @contextmanager

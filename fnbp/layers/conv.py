@@ -51,7 +51,7 @@ from .. import initializers, random, validation
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import array_repr, frozen, param, static
-from ..workspace import scratch
+from ..workspace import dot, scratch
 from . import _interop
 
 __all__ = ["Conv1D", "Conv2D"]
@@ -289,12 +289,11 @@ class _Conv(Layer):
         xp = pad(x, pads)
         P1 = patches(xp, kernel, self.stride, out)  # [P 1]
         Wb = np.concatenate((self.W.reshape(-1, c_out), self.b[None]))
-        y = P1.dot(Wb, out=scratch((rows, c_out), Wb.dtype)).reshape(x.shape[0], *out, c_out)
+        y = dot(P1, Wb).reshape(x.shape[0], *out, c_out)
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Any]:
             g_flat = g_y.reshape(-1, c_out)
-            dtype = np.result_type(P1.dtype, g_flat.dtype)
-            g_Wb = frozen(P1.T.dot(g_flat, out=scratch((width, c_out), dtype)))  # [P 1]^T g_Y
+            g_Wb = frozen(dot(P1.T, g_flat))  # [g_W; g_b] = [P 1]^T g_Y
             grads = attrs.evolve(self, W=g_Wb[:-1].reshape(self.W.shape), b=g_Wb[-1])  # type: ignore[misc]
             if not need_g_x:
                 return None, grads
@@ -314,7 +313,7 @@ def _patch_grads(g_flat: np.ndarray, W: np.ndarray) -> np.ndarray:
     c_in, c_out = W.shape[-2:]
     dtype, k = np.result_type(g_flat.dtype, W.dtype), math.prod(W.shape[:-2])
     if c_in == 1:
-        return W.reshape(-1, c_out).dot(g_flat.T, out=scratch((k, len(g_flat)), dtype))
+        return dot(W.reshape(-1, c_out), g_flat.T)
     out = scratch((k, len(g_flat), c_in), dtype)
     return np.matmul(g_flat, W.reshape(-1, c_in, c_out).transpose(0, 2, 1), out=out)
 

@@ -15,7 +15,7 @@ from .._numeric import ones
 from ..core import Layer
 from ..errors import ShapeError, StructureError
 from ..record import array_repr, frozen, param
-from ..workspace import scratch
+from ..workspace import dot
 from . import _interop
 
 
@@ -130,16 +130,13 @@ class Dense(Layer):
         x = self._check(x)
         W = self.W
         rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-        y = rows.dot(W, out=scratch((len(rows), W.shape[1]), W.dtype))
+        y = dot(rows, W)  # (in a training step, into a kept array: fnbp.workspace)
         y += self.b
 
         def pullback(g_y: np.ndarray) -> tuple[np.ndarray | None, Dense]:
             g = g_y if g_y.ndim == 2 else g_y.reshape(-1, g_y.shape[-1])
-            dtype = W.dtype if g.dtype == W.dtype else np.result_type(g.dtype, W.dtype)
-            g_x = None
-            if need_g_x:
-                g_x = g.dot(W.T, out=scratch((len(g), W.shape[0]), dtype)).reshape(x.shape)
-            g_W = frozen(rows.T.dot(g, out=scratch(W.shape, dtype)))
+            g_x = dot(g, W.T).reshape(x.shape) if need_g_x else None
+            g_W = frozen(dot(rows.T, g))
             g_b = frozen(ones(len(g), g.dtype).dot(g))
             return g_x, Dense(g_W, g_b)
 
