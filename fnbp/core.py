@@ -59,8 +59,9 @@ For both kinds:
   which may write the updates and the new parameters into them. Only arrays
   that own their memory are written (a view, such as Conv's, is left alone).
 * **Kept workspaces.** A layer may take a new array from :func:`fnbp.scratch`
+  and must write all of it, or compute a product with ``fnbp.workspace.dot``
   (Dense and the convolutions do, for their outputs, patch matrices and
-  gradients) and must write all of it. Inside
+  gradients). Inside
   :func:`fnbp.train_step` that is an array an earlier step made which nothing
   references any more (no record, view, closure or caller: CPython's reference
   count says so), so a step at a fixed batch size causes no page faults;
