@@ -13,11 +13,11 @@ No one can see the difference: an array is reused only when no record, view,
 caller or closure holds it, not even through a weak reference, and it is
 overwritten before it is read. The arithmetic is the same, so the bits are the
 same. Dense and the convolutions take their large new arrays from here. Each
-thread keeps its own workspace, of at most :data:`PER_SHAPE` arrays per shape and dtype and
-:data:`SHAPES` shapes (about two steps' worth of memory for a fixed batch size);
-arrays under :data:`MIN_BYTES` are always new. The kept arrays stay after the
-last step, for the next one, until :func:`clear` (``fit`` clears its own when
-it ends) or the thread ends.
+thread keeps its own workspace, of at most :data:`PER_SHAPE` arrays per shape
+and dtype and :data:`SHAPES` shapes and :data:`MAX_BYTES` bytes (about two
+steps' worth of memory for a fixed batch size); arrays under :data:`MIN_BYTES`
+are always new. The kept arrays stay after the last step, for the next one,
+until :func:`clear` (``fit`` clears its own when it ends) or the thread ends.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from weakref import getweakrefcount
 
 import numpy as np
 
-__all__ = ["scratch", "dot", "kept", "clear", "PER_SHAPE", "SHAPES", "MIN_BYTES"]
+__all__ = ["scratch", "dot", "kept", "clear", "PER_SHAPE", "SHAPES", "MAX_BYTES", "MIN_BYTES"]
 
 PER_SHAPE = 8
 """Arrays kept per (shape, dtype): one step of the 784-256-256-10 MLP holds at most
@@ -40,6 +40,9 @@ four (1024, 256) arrays at once."""
 
 SHAPES = 64
 """Shapes kept per thread; the least recently used one goes first."""
+
+MAX_BYTES = 1 << 28
+"""Bytes kept per thread (256 MiB); beyond them the least recently used shapes go."""
 
 MIN_BYTES = 1 << 16
 """Smaller arrays are always new: the C library reuses their memory without faults,
@@ -82,16 +85,26 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if kept is None:
         kept = []
         if len(pool) >= SHAPES:
-            del pool[next(iter(pool))]  # the least recently used shape
+            _drop_oldest(pool)
     pool[key] = kept  # now the most recently used
     for a in kept:
         if sys.getrefcount(a) == _FREE and not getweakrefcount(a):  # nobody, not weakly
             a.flags.writeable = True
             return a
     a = np.empty(shape, dtype)
-    if len(kept) < PER_SHAPE:
+    if len(kept) < PER_SHAPE and a.nbytes <= MAX_BYTES:
         kept.append(a)
+        total = _THREADS.bytes = getattr(_THREADS, "bytes", 0) + a.nbytes
+        while total > MAX_BYTES and pool:
+            total = _drop_oldest(pool)
     return a
+
+
+def _drop_oldest(pool: Pool) -> int:
+    """Forget the least recently used shape's arrays; the bytes still kept."""
+    kept = pool.pop(next(iter(pool)))
+    _THREADS.bytes = getattr(_THREADS, "bytes", 0) - sum(a.nbytes for a in kept)
+    return int(_THREADS.bytes)
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -124,4 +137,4 @@ def kept() -> Iterator[None]:
 
 def clear() -> None:
     """Let go of the calling thread's kept arrays (those nothing else holds are freed)."""
-    _THREADS.pool = {}
+    _THREADS.pool, _THREADS.bytes = {}, 0

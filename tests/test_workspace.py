@@ -210,3 +210,20 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(workspace)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_kept_bytes_are_bounded(monkeypatch):
+    size = 128 * 256 * 4
+    monkeypatch.setattr(workspace, "MAX_BYTES", 3 * size + 2048)  # room for three shapes
+    with workspace.kept():
+        held = [fb.scratch((128, 256 + n), F32) for n in range(3)]  # three shapes
+        pool = workspace._ACTIVE.get()
+        assert len(pool) == 3
+        held.append(fb.scratch((128, 300), F32))  # a fourth: the oldest shape goes
+        kept = [a for arrays in pool.values() for a in arrays]
+        assert ((128, 256), F32) not in pool and sum(a.nbytes for a in kept) <= 3 * size + 2048
+        assert workspace._THREADS.bytes == sum(a.nbytes for a in kept)
+        huge = fb.scratch((1024, 1024), F32)  # more than all the kept bytes: never kept
+        assert all(a is not huge for arrays in pool.values() for a in arrays)
+    workspace.clear()
+    assert workspace._THREADS.bytes == 0
