@@ -25,14 +25,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import random, validation
+from . import random, validation, workspace
 from .core import Context, as_input, context, init_state, vjp_ctx, watched
 from .errors import StructureError
 from .layers import Serial, Sigmoid
 from .losses import BinaryCrossEntropy, Loss, binary_cross_entropy_of_sigmoid
 from .optim import Optimizer, step
 from .record import counter, nested_repr, param
-from .workspace import kept
 
 __all__ = ["FUSIONS", "TrainState", "fused_loss", "value_and_grad", "train_step", "batches"]
 
@@ -170,8 +169,11 @@ def train_step(
         value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
         handed = False
     else:
-        with kept():
+        token = workspace.activate()  # the layers' large new arrays: kept ones
+        try:
             value, grads, model_state, pred = _run(ts.params, loss, x, y, ctx)
+        finally:
+            workspace.deactivate(token)
         handed = type(ts.params) is Serial and ts.params.fresh_grads
     try:
         params, opt_state = step(optimizer, ts.params, grads, ts.opt_state, grads_handed=handed)

@@ -27,12 +27,23 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from weakref import getweakrefcount
 
 import numpy as np
 
-__all__ = ["scratch", "dot", "kept", "clear", "PER_SHAPE", "SHAPES", "MAX_BYTES", "MIN_BYTES"]
+__all__ = [
+    "scratch",
+    "dot",
+    "kept",
+    "activate",
+    "deactivate",
+    "clear",
+    "PER_SHAPE",
+    "SHAPES",
+    "MAX_BYTES",
+    "MIN_BYTES",
+]
 
 PER_SHAPE = 8
 """Arrays kept per (shape, dtype): one step of the 784-256-256-10 MLP holds at most
@@ -115,24 +126,36 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     >>> fb.workspace.dot(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
-    if _ACTIVE.get() is None:
-        return a.dot(b)
     dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
-    return a.dot(b, out=scratch((a.shape[0], b.shape[1]), dtype))
+    shape = (a.shape[0], b.shape[1])
+    if _ACTIVE.get() is None or shape[0] * shape[1] * dtype.itemsize < MIN_BYTES:
+        return a.dot(b)
+    return a.dot(b, out=scratch(shape, dtype))
+
+
+def activate() -> Token:
+    """Make :func:`scratch` reuse the calling thread's kept arrays, until
+    ``deactivate(token)`` (what :func:`fnbp.train_step` does around its step while
+    fnbp.trace does not watch; :func:`kept` is the same as a ``with`` block)."""
+    pool = getattr(_THREADS, "pool", None)
+    if pool is None:
+        pool = _THREADS.pool = {}
+    return _ACTIVE.set(pool)
+
+
+def deactivate(token: Token) -> None:
+    """Undo the :func:`activate` that gave ``token``."""
+    _ACTIVE.reset(token)
 
 
 @contextmanager
 def kept() -> Iterator[None]:
-    """Within this block, :func:`scratch` reuses the calling thread's kept arrays (what
-    :func:`fnbp.train_step` does while fnbp.trace does not watch)."""
-    pool = getattr(_THREADS, "pool", None)
-    if pool is None:
-        pool = _THREADS.pool = {}
-    token = _ACTIVE.set(pool)
+    """Within this block, :func:`scratch` reuses the calling thread's kept arrays."""
+    token = activate()
     try:
         yield
     finally:
-        _ACTIVE.reset(token)
+        deactivate(token)
 
 
 def clear() -> None:
