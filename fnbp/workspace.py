@@ -126,9 +126,11 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     >>> fb.workspace.dot(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
+    if _ACTIVE.get() is None:
+        return a.dot(b)
     dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
     shape = (a.shape[0], b.shape[1])
-    if _ACTIVE.get() is None or shape[0] * shape[1] * dtype.itemsize < MIN_BYTES:
+    if shape[0] * shape[1] * dtype.itemsize < MIN_BYTES:
         return a.dot(b)
     return a.dot(b, out=scratch(shape, dtype))
 
