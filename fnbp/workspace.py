@@ -28,9 +28,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import Any
 from weakref import getweakrefcount
 
 import numpy as np
+
+from . import validation
+from .errors import DTypeError, ShapeError
 
 __all__ = [
     "scratch",
@@ -82,12 +86,23 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A new uninitialised array of ``shape`` and ``dtype``, writeable, that nobody else
     references: ``np.empty(shape, dtype)``, or inside :func:`fnbp.train_step` a kept
     one that an earlier step made and nothing holds any more. The caller must write
-    every element before reading it (the ``out=`` of a product, say).
+    every element before reading it (the ``out=`` of a product, say). ``shape`` may
+    be an int, ``dtype`` anything ``np.dtype`` takes.
 
     >>> import numpy as np, fnbp as fb
     >>> fb.scratch((2, 3), np.dtype(np.float32)).shape
     (2, 3)
     """
+    if type(shape) is not tuple or type(dtype) is not np.dtype:
+        shape, dtype = _checked(shape, dtype)
+    try:
+        return _take(shape, dtype)
+    except (TypeError, ValueError, OverflowError):  # numpy's words: say it in ours
+        _checked(shape, dtype)
+        raise
+
+
+def _take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     pool = _ACTIVE.get()
     if pool is None or math.prod(shape) * dtype.itemsize < MIN_BYTES:
         return np.empty(shape, dtype)
@@ -111,6 +126,19 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return a
 
 
+def _checked(shape: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """``shape`` as a tuple of ints >= 0 (an int is one axis) and ``dtype`` as a numpy
+    dtype, else a ValueError or DTypeError naming :func:`scratch`'s parameter."""
+    axes = (shape,) if isinstance(shape, int | np.integer) else shape
+    axes = validation.check_sequence("scratch", "shape", axes, "ints >= 0")
+    sizes = tuple(validation.check_int("scratch", "shape", n, low=0) for n in axes)
+    validation.check_size("scratch", "the array", math.prod(sizes))
+    try:
+        return sizes, np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"scratch: dtype must be a numpy dtype, got {dtype!r}") from None
+
+
 def _drop_oldest(pool: Pool) -> int:
     """Forget the least recently used shape's arrays; the bytes still kept."""
     kept = pool.pop(next(iter(pool)))
@@ -126,13 +154,28 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     >>> fb.workspace.dot(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
-    if _ACTIVE.get() is None:
-        return a.dot(b)
-    dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
-    shape = (a.shape[0], b.shape[1])
-    if shape[0] * shape[1] * dtype.itemsize < MIN_BYTES:
-        return a.dot(b)
-    return a.dot(b, out=scratch(shape, dtype))
+    try:
+        if _ACTIVE.get() is None:
+            y = a.dot(b)
+        else:
+            dtype = a.dtype if a.dtype == b.dtype else np.result_type(a.dtype, b.dtype)
+            shape = (a.shape[0], b.shape[1])
+            small = shape[0] * shape[1] * dtype.itemsize < MIN_BYTES
+            y = a.dot(b) if small else a.dot(b, out=scratch(shape, dtype))
+    except (AttributeError, IndexError, TypeError, ValueError):  # numpy's words: ours
+        _check_pair(a, b)
+        raise
+    if y.ndim != 2:  # a vector went in: this is the product of two matrices only
+        _check_pair(a, b)
+    return y
+
+
+def _check_pair(a: Any, b: Any) -> None:
+    """The error for :func:`dot` given what are not two matrices that chain."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2:
+        raise validation.fail("workspace.dot", "a and b", "two 2-D arrays", (a, b))
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"workspace.dot: a {a.shape} and b {b.shape} do not chain")
 
 
 def activate() -> Token:

@@ -227,3 +227,35 @@ def test_the_kept_bytes_are_bounded(monkeypatch):
         assert all(a is not huge for arrays in pool.values() for a in arrays)
     workspace.clear()
     assert workspace._THREADS.bytes == 0
+
+
+def test_scratch_takes_an_int_or_a_sequence_and_any_dtype_numpy_knows():
+    assert fb.scratch(3, np.float32).shape == (3,)
+    assert fb.scratch([2, 2], "float64").dtype == np.float64
+    with workspace.kept():
+        a = fb.scratch([128, 256], np.float32)  # kept under its normalised key
+        assert workspace._ACTIVE.get()[(BIG, F32)][0] is a
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "error", "match"),
+    [
+        ((-1, 2), np.float32, ValueError, r"scratch: shape must be an integer >= 0, got -1"),
+        ((2.5,), np.float32, ValueError, r"scratch: shape must be an integer >= 0, got 2.5"),
+        ("ab", np.float32, ValueError, r"scratch: shape must be a list or tuple of ints"),
+        ((2**40,), np.float32, ValueError, r"scratch: the array would need"),
+        ((2,), "nope", fb.DTypeError, r"scratch: dtype must be a numpy dtype, got 'nope'"),
+    ],
+)
+def test_scratch_refuses_what_is_not_a_shape_or_a_dtype(shape, dtype, error, match):
+    with pytest.raises(error, match=match):
+        fb.scratch(shape, dtype)
+
+
+def test_dot_multiplies_two_matrices_that_chain():
+    a, b = np.arange(6.0).reshape(2, 3), np.ones((3, 2))
+    assert np.array_equal(fb.workspace.dot(a, b), a.dot(b))
+    with pytest.raises(ValueError, match=r"workspace.dot: a and b must be two 2-D arrays"):
+        fb.workspace.dot(np.ones(3), b)
+    with pytest.raises(fb.ShapeError, match=r"workspace.dot: a \(2, 3\) and b \(2, 2\)"):
+        fb.workspace.dot(a, np.ones((2, 2)))
