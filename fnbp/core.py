@@ -61,11 +61,11 @@ For both kinds:
 * **Kept workspaces.** A layer may take a new array from :func:`fnbp.scratch`
   and must write all of it, or compute a product with ``fnbp.workspace.dot``
   (Dense and the convolutions do, for their outputs, patch matrices and
-  gradients). Inside
-  :func:`fnbp.train_step` that is an array an earlier step made which nothing
-  references any more (no record, view, closure or caller: CPython's reference
-  count says so), so a step at a fixed batch size causes no page faults;
-  anywhere else it is ``np.empty``. Nothing anyone can see is ever reused.
+  gradients). Inside :func:`fnbp.train_step` that is an array an earlier step
+  made which nothing references any more (no record, view, closure or caller,
+  not even weakly: CPython's reference count says so), so a step at a fixed
+  batch size causes no page faults; anywhere else it is ``np.empty``. Nothing
+  anyone can see is ever reused.
 * A context layer hands back its new state as a value (``None`` if it keeps
   none) and never modifies ``ctx.state``. In inference a layer that needs its
   state (BatchNorm's running statistics) and gets none raises

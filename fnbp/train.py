@@ -156,8 +156,8 @@ def train_step(
     grads; the same bits, fewer new arrays). The layers' new arrays come from the
     thread's workspace (:func:`fnbp.scratch`: arrays of earlier steps that nothing
     references any more, so a fixed batch size causes no page faults).
-    ``loss_value`` and ``pred`` (the
-    network's output, or the fused loss's input) come from before the update.
+    ``loss_value`` and ``pred`` (the network's output, or the fused loss's
+    input) come from before the update.
     Pure: ``ts`` is unchanged.
     """
     if not isinstance(ts, TrainState):

@@ -120,7 +120,7 @@ def _take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     a = np.empty(shape, dtype)
     if len(kept) < PER_SHAPE and a.nbytes <= MAX_BYTES:
         kept.append(a)
-        total = _THREADS.bytes = getattr(_THREADS, "bytes", 0) + a.nbytes
+        total = _THREADS.bytes = _THREADS.bytes + a.nbytes
         while total > MAX_BYTES and pool:
             total = _drop_oldest(pool)
     return a
@@ -142,7 +142,7 @@ def _checked(shape: Any, dtype: Any) -> tuple[tuple[int, ...], np.dtype]:
 def _drop_oldest(pool: Pool) -> int:
     """Forget the least recently used shape's arrays; the bytes still kept."""
     kept = pool.pop(next(iter(pool)))
-    _THREADS.bytes = getattr(_THREADS, "bytes", 0) - sum(a.nbytes for a in kept)
+    _THREADS.bytes -= sum(a.nbytes for a in kept)
     return int(_THREADS.bytes)
 
 
@@ -184,7 +184,8 @@ def activate() -> Token:
     fnbp.trace does not watch; :func:`kept` is the same as a ``with`` block)."""
     pool = getattr(_THREADS, "pool", None)
     if pool is None:
-        pool = _THREADS.pool = {}
+        clear()
+        pool = _THREADS.pool
     return _ACTIVE.set(pool)
 
 

@@ -311,9 +311,9 @@ def _patch_grads(g_flat: np.ndarray, W: np.ndarray) -> np.ndarray:
     product ``W_flat g_Y^T`` of shape ``(prod(kernel), M)``.
     """
     c_in, c_out = W.shape[-2:]
-    dtype, k = np.result_type(g_flat.dtype, W.dtype), math.prod(W.shape[:-2])
     if c_in == 1:
         return dot(W.reshape(-1, c_out), g_flat.T)
+    dtype, k = np.result_type(g_flat.dtype, W.dtype), math.prod(W.shape[:-2])
     out = scratch((k, len(g_flat), c_in), dtype)
     return np.matmul(g_flat, W.reshape(-1, c_in, c_out).transpose(0, 2, 1), out=out)
 

@@ -14,6 +14,7 @@ are the same; what differs is how many numpy calls it takes.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +66,7 @@ class Layout:
         for a in leaves:
             if a.dtype != dtype:
                 raise Unfit
-        vector = np.concatenate([a.ravel() for a in leaves])
+        vector = self.copy(leaves)
         vector.flags.writeable = False
         return vector
 
@@ -103,7 +104,7 @@ def _forget(key: int) -> Callable[[weakref.ref], None]:
 def _bounds(shapes: tuple) -> tuple[tuple[int, int], ...]:
     bounds, start = [], 0
     for shape in shapes:
-        stop = start + int(np.prod(shape, dtype=np.int64))
+        stop = start + math.prod(shape)
         bounds.append((start, stop))
         start = stop
     if len(_BOUNDS) >= 256:  # a cache, not a record of every network ever seen
