@@ -34,15 +34,15 @@ def cnn(load_example: Callable[[str], ModuleType]) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def cnn_run(cnn: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    # The example's own settings (8 epochs, ~10 s): one run checks both what it prints
-    # and the accuracy its docstring claims.
+    # Small settings: 2 epochs of the example's 8 (the cosine schedule decays over the 2)
+    # already reach 98.4%, in a quarter of the time; the docstring's 99.3% is for 8.
     pytest.importorskip("matplotlib")
-    return cnn.main(verbose=False, out_dir=tmp_path_factory.mktemp("cnn"))
+    return cnn.main(epochs=2, verbose=False, out_dir=tmp_path_factory.mktemp("cnn"))
 
 
-def test_cnn_reaches_98_percent_and_reports_its_mistakes(cnn_run: dict) -> None:
-    assert cnn_run["history"].epochs == 8
-    assert cnn_run["accuracy"] >= 0.98
+def test_cnn_reaches_97_percent_in_two_epochs_and_reports_its_mistakes(cnn_run: dict) -> None:
+    assert cnn_run["history"].epochs == 2
+    assert cnn_run["accuracy"] >= 0.975
     assert cnn_run["accuracy"] == cnn_run["history"].val_metrics["accuracy"][-1]
     assert 0.0 < cnn_run["loss"] < 0.1
     assert len(cnn_run["per_digit"]) == 10 and min(cnn_run["per_digit"]) >= 0.9
@@ -88,9 +88,10 @@ def regularisation(load_example: Callable[[str], ModuleType]) -> ModuleType:
 @pytest.fixture(scope="module")
 def runs(regularisation: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict:
     pytest.importorskip("matplotlib")
-    # The example's own settings: its three runs take a few seconds. With fewer epochs the
-    # unregularised gap has not grown enough yet to tell it clearly from Dropout's.
-    return regularisation.main(out_dir=tmp_path_factory.mktemp("regularisation"))
+    # The example's 200 epochs (with fewer the unregularised gap has not grown enough yet
+    # to tell it clearly from Dropout's), on a narrower MLP: 2-128-128-2 still has 114
+    # parameters per training point, and takes half the time of the example's 256.
+    return regularisation.main(width=128, out_dir=tmp_path_factory.mktemp("regularisation"))
 
 
 def test_unregularised_model_overfits(runs: dict) -> None:
