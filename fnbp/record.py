@@ -28,6 +28,7 @@ again can be handed over without a copy by marking it first with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -43,6 +44,8 @@ __all__ = [
     "frozen",
     "counter",
     "replace",
+    "direct",
+    "immutable",
     "array_repr",
     "nested_repr",
 ]
@@ -116,6 +119,10 @@ _ALLOWED = {
 }
 
 
+_KINDS: dict[Callable[..., Any], str] = {}
+"""The converter functions :func:`param` made, and their kinds (see :func:`direct`)."""
+
+
 def _param_converter(kind: str) -> attrs.Converter:
     allowed = _ALLOWED[kind]
 
@@ -136,7 +143,49 @@ def _param_converter(kind: str) -> attrs.Converter:
             )
         return readonly(a)
 
+    _KINDS[convert] = kind
     return attrs.Converter(convert, takes_self=True, takes_field=True)
+
+
+_DIRECT: dict[type, bool] = {}
+
+
+def direct(cls: type) -> bool:
+    """Whether a record of ``cls`` may be built without running its ``__init__``, from
+    values that ``__init__`` would store unchanged: read-only float arrays fnbp froze
+    itself (or views of one) for its :func:`param` fields, and an existing record's
+    own values for its :func:`static` fields (carried over as stored, as tree
+    functions promise). True when ``__init__`` is attrs' own and does nothing else:
+    every field taken by it, no validator, no converter on a tree field but a float
+    :func:`param`'s, no ``__attrs_pre_init__`` / ``__attrs_post_init__`` and no
+    cached hash. Small networks laid flat (``fnbp.optim``) build their records so."""
+    if cls not in _DIRECT:
+        _DIRECT[cls] = _direct(cls)
+    return _DIRECT[cls]
+
+
+def _direct(cls: type) -> bool:
+    if not attrs.has(cls) or hasattr(cls, "__attrs_pre_init__"):
+        return False
+    if hasattr(cls, "__attrs_post_init__") or "_attrs_cached_hash" in getattr(cls, "__slots__", ()):
+        return False
+    code = getattr(cls.__init__, "__code__", None)
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return False
+    for field in attrs.fields(cls):
+        if not field.init or field.validator is not None:
+            return False
+        convert = field.converter
+        if convert is None or field.metadata.get("static"):
+            continue
+        if _KINDS.get(getattr(convert, "converter", convert), "") not in ("float", "any"):
+            return False
+    return True
+
+
+def immutable(cls: type) -> bool:
+    """Whether the records of ``cls`` refuse assignment: an ``attrs.frozen`` class."""
+    return getattr(cls.__setattr__, "__name__", None) == "_frozen_setattrs"
 
 
 def array_repr(a: Any) -> str:

@@ -381,7 +381,9 @@ def _flat_step(
     new vector is the step's own, handed to the rule; the new params are views of
     the vector ``p + u`` is written into."""
     fg = laid.copy(g)
-    fp = laid.vector(p)
+    fp = laid.vector_of(params)
+    if fp is None:
+        fp = laid.vector(p)
     token = _leaf.HANDED.set(frozenset((id(fg),)))
     try:
         u, state = opt.rule([fg], state, [fp], laid)  # type: ignore[misc]
@@ -394,7 +396,7 @@ def _flat_step(
         new = _leaf.add_into(fp, fu, fg)
     else:
         new = _leaf.add(fp, fu)
-    return tree.unflatten(params, laid.views(new)), state
+    return laid.rebuild(params, new), state
 
 
 def _into_handed(p: Leaves, u: Leaves, g: Leaves, state: Any) -> Leaves:
@@ -444,8 +446,11 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
     """The leaves of a moment tree, checked to pair with the gradient leaves ``g``: the
     same number, the same shapes, the same kind of node at the top (a full walk
     only on a mismatch, so that the error names the path)."""
-    leaves = tree.leaves(tree_)
     if type(like) is _flat.Layout:  # one vector: theirs, or a copy (Unfit: leaf by leaf)
+        vector = like.vector_of(tree_)
+        if vector is not None and tree.mismatch(like.tree, tree_) is None:
+            return [vector]
+        leaves = tree.leaves(tree_)
         shapes = like.shapes
         if len(leaves) == len(shapes) and tree.mismatch(like.tree, tree_) is None:
             for s, shape in zip(leaves, shapes, strict=True):
@@ -454,6 +459,7 @@ def state_leaves(tree_: Any, g: Leaves, owner: str, like: Any) -> Leaves:
             else:
                 return [like.vector(leaves)]
         raise _flat.Unfit
+    leaves = tree.leaves(tree_)
     fits = len(leaves) == len(g) and tree.mismatch(like, tree_) is None
     if fits and all(s.shape == x.shape for s, x in zip(leaves, g, strict=True)):
         return leaves
@@ -470,7 +476,7 @@ def state_tree(tree_: Any, leaves: Leaves, like: Any) -> Any:
     """The moment tree ``tree_`` with new ``leaves`` (the records rebuilt once): in a
     flat step, views of the one new vector ``leaves[0]``."""
     if type(like) is _flat.Layout:
-        leaves = like.views(leaves[0])
+        return like.rebuild(tree_, leaves[0])
     return tree.unflatten(tree_, leaves)
 
 

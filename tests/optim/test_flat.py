@@ -43,6 +43,7 @@ def _run(opt, net, steps, *, flat, monkeypatch, handed=False):
 
 
 def _same(a, b):
+    fb.tree.assert_same_structure(a, b)  # the same classes, static fields and keys
     la, lb = fb.tree.leaves(a), fb.tree.leaves(b)
     assert len(la) == len(lb)
     for x, y in zip(la, lb, strict=True):
@@ -77,10 +78,12 @@ def test_a_flat_step_returns_read_only_views_of_one_vector_per_tree(name):
     assert vector.size == sum(a.size for a in leaves)
     for moments in fb.tree.leaves(state):
         assert not moments.flags.writeable
-    # the next step reads the params' own vector: no copy
+    # the next step finds the params' own vector from the tree itself: no copy
     p, g = optim.base._pairs(params, _grads(net, 1), "grads")
     laid = _flat.layout(p, g, _grads(net, 1), state)
-    assert laid is not None and laid.vector(p) is vector
+    assert laid is not None and laid.vector_of(params) is vector
+    # its leaves alone, in another tree, are copied
+    assert np.array_equal(laid.vector(p), vector) and laid.vector(p) is not vector
 
 
 @pytest.mark.parametrize("name", STATEFUL)
@@ -172,12 +175,13 @@ def test_the_registry_forgets_vectors_nobody_holds():
     net, opt = _net(), optim.adam(0.1)
     params, state = net, opt.init(net)
     gc.collect()
-    before = len(_flat._LAID)  # other tests' vectors that pytest still holds
+    before = len(_flat._LAID), len(_flat._TREES)  # other tests' that pytest still holds
     for t in range(20):
         params, state = optim.step(opt, params, _grads(net, t), state)
-    assert len(_flat._LAID) <= before + 3  # the last step's params and two moments
+    assert len(_flat._LAID) <= before[0]  # trees immutable all the way down: no leaves
+    assert len(_flat._TREES) <= before[1] + 3  # the last step's params and two moments
     del params, state
-    assert len(_flat._LAID) <= before
+    assert len(_flat._TREES) <= before[1]
 
 
 def test_a_checkpointed_flat_state_resumes_with_the_same_bits(tmp_path):
@@ -215,3 +219,80 @@ def test_threads_laying_networks_flat_do_not_disturb_each_other():
         t.join()
     for a, b in zip(alone, together, strict=True):
         _same(a, b)
+
+
+# ------------------------------------------------------------------ trees built on a vector
+
+
+@attrs.frozen
+class _Checked(fb.Layer):
+    """A record whose class checks its own arrays: never built around its __init__."""
+
+    W: np.ndarray = fb.param()
+    built = []  # noqa: RUF012 - the test's own log of __attrs_post_init__ calls
+
+    def __attrs_post_init__(self):
+        type(self).built.append(self.W.shape)
+
+    def forward(self, x):
+        return x @ self.W
+
+
+@attrs.define
+class _Mutable:
+    W: np.ndarray = fb.param()
+    b: np.ndarray = fb.param()
+
+
+def _layouts(params, grads, state):
+    p, g = optim.base._pairs(params, grads, "grads")
+    return p, _flat.layout(p, g, grads, state)
+
+
+def test_records_whose_init_only_converts_are_built_directly_the_rest_through_their_class():
+    assert fb.record.direct(fb.Dense) and fb.record.direct(fb.Conv2D)
+    assert fb.record.direct(fb.LayerNorm) and fb.record.direct(fb.Embedding)
+    assert not fb.record.direct(fb.Serial)  # its layers are checked by a converter
+    assert not fb.record.direct(_Checked)  # a post-init of its own
+    net = fb.Serial((fb.Dense.init(fb.random.key(0), 3, 4), _Checked(np.ones((4, 2), np.float32))))
+    opt = optim.adam(0.1)
+    params, state, grads = net, opt.init(net), [_grads(net, t) for t in range(3)]
+    _Checked.built.clear()
+    for g in grads:
+        params, state = optim.step(opt, params, g, state)
+    assert _Checked.built == [(4, 2)] * 9  # params, mu and nu, at every step
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda net: {"first": net.layers[0], "last": net.layers[2]},  # a dict
+        lambda net: [net.layers[0], net.layers[2]],  # a list
+        lambda net: (net.layers[0], net.layers[2]),  # a tuple at the top
+        lambda net: (_Mutable(net.layers[0].W, net.layers[0].b), net.layers[2]),
+    ],
+    ids=["dict", "list", "tuple", "mutable record"],
+)
+def test_trees_that_could_change_are_found_through_their_leaves(make, monkeypatch):
+    params0 = make(fb.mlp(fb.random.key(0), [3, 5, 2]))
+    opt = optim.adam(0.1)
+    params, state = params0, opt.init(params0)
+    for t in range(3):
+        params, state = optim.step(opt, params, _grads(params0, t), state)
+    p, laid = _layouts(params, _grads(params0, 3), state)
+    assert laid is not None and laid.vector_of(params) is None  # not registered itself
+    assert laid.vector(p) is p[0].base  # but behind its leaves: no copy
+    _same(params, _run(opt, params0, 3, flat=False, monkeypatch=monkeypatch)[0])
+
+
+def test_a_tree_found_again_is_that_very_tree_laid_out_alike():
+    net, opt = _net(), optim.adam(0.1)
+    params, state = optim.step(opt, net, _grads(net, 0), opt.init(net))
+    vector = fb.tree.leaves(params)[0].base
+    _, laid = _layouts(params, _grads(net, 1), state)
+    assert laid.vector_of(params) is vector
+    assert laid.vector_of(fb.tree.map(lambda a: a, params)) is None  # an equal tree: copied
+    other = _flat.Layout(params, tuple(reversed(laid.shapes)), laid.dtype)
+    assert other.vector_of(params) is None  # laid out otherwise
+    wider = _flat.Layout(params, laid.shapes, np.dtype(np.float64))
+    assert wider.vector_of(params) is None  # another dtype
