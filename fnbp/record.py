@@ -46,6 +46,7 @@ __all__ = [
     "replace",
     "direct",
     "immutable",
+    "keeps_rebuilt",
     "array_repr",
     "nested_repr",
 ]
@@ -147,6 +148,15 @@ def _param_converter(kind: str) -> attrs.Converter:
     return attrs.Converter(convert, takes_self=True, takes_field=True)
 
 
+def keeps_rebuilt(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Mark ``convert``, the converter of a tree field, as one that returns unchanged a
+    value whose nodes are of the same classes as a value it has converted before (the
+    layers of a ``Serial``: a tuple of layers already checked). :func:`direct` then
+    lets records of its class be built without it, from such values."""
+    _KINDS[convert] = "rebuilt"
+    return convert
+
+
 _DIRECT: dict[type, bool] = {}
 
 
@@ -157,11 +167,15 @@ def direct(cls: type) -> bool:
     own values for its :func:`static` fields (carried over as stored, as tree
     functions promise). True when ``__init__`` is attrs' own and does nothing else:
     every field taken by it, no validator, no converter on a tree field but a float
-    :func:`param`'s, no ``__attrs_pre_init__`` / ``__attrs_post_init__`` and no
-    cached hash. Small networks laid flat (``fnbp.optim``) build their records so."""
+    :func:`param`'s or one marked :func:`keeps_rebuilt`, no ``__attrs_pre_init__`` /
+    ``__attrs_post_init__`` and no cached hash. Small networks laid flat
+    (``fnbp.optim``) build their records so."""
     if cls not in _DIRECT:
         _DIRECT[cls] = _direct(cls)
     return _DIRECT[cls]
+
+
+_REBUILT = ("float", "any", "rebuilt")
 
 
 def _direct(cls: type) -> bool:
@@ -178,7 +192,7 @@ def _direct(cls: type) -> bool:
         convert = field.converter
         if convert is None or field.metadata.get("static"):
             continue
-        if _KINDS.get(getattr(convert, "converter", convert), "") not in ("float", "any"):
+        if _KINDS.get(getattr(convert, "converter", convert), "") not in _REBUILT:
             return False
     return True
 

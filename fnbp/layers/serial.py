@@ -26,7 +26,7 @@ from ..core import (
     watched,
 )
 from ..errors import LocatedError
-from ..record import nested_repr
+from ..record import keeps_rebuilt, nested_repr
 from ..tree import record_fields
 from .activations import Identity, ReLU
 from .dense import Dense
@@ -41,6 +41,9 @@ def _as_layers(layers: Sequence[LayerLike]) -> tuple[LayerLike, ...]:
     for i, layer in enumerate(layers):
         check_layer(layer, "Serial", f"layers[{i}]")
     return layers
+
+
+keeps_rebuilt(_as_layers)  # a tuple of layers of classes checked before comes back as it is
 
 
 def _has_params(layer: LayerLike) -> bool:

@@ -88,7 +88,7 @@ class Layout:
     def copy(self, leaves: list[np.ndarray]) -> np.ndarray:
         """A new vector holding ``leaves`` (in their dtype, which must be one): the
         caller's to write into."""
-        return np.concatenate([a.ravel() for a in leaves])
+        return np.concatenate(leaves, axis=None)  # each raveled in C order
 
     def segments(self, vector: np.ndarray) -> list[np.ndarray]:
         """The leaves of ``vector``: views of it, one per leaf, in tree order."""

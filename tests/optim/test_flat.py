@@ -238,6 +238,11 @@ class _Checked(fb.Layer):
         return x @ self.W
 
 
+@attrs.frozen
+class _Converted:
+    W: np.ndarray = attrs.field(converter=np.asarray)
+
+
 @attrs.define
 class _Mutable:
     W: np.ndarray = fb.param()
@@ -252,8 +257,10 @@ def _layouts(params, grads, state):
 def test_records_whose_init_only_converts_are_built_directly_the_rest_through_their_class():
     assert fb.record.direct(fb.Dense) and fb.record.direct(fb.Conv2D)
     assert fb.record.direct(fb.LayerNorm) and fb.record.direct(fb.Embedding)
-    assert not fb.record.direct(fb.Serial)  # its layers are checked by a converter
+    assert fb.record.direct(fb.Serial)  # its converter keeps layers of classes it checked
+    assert not fb.record.direct(fb.Residual)  # a validator of its own
     assert not fb.record.direct(_Checked)  # a post-init of its own
+    assert not fb.record.direct(_Converted)  # a converter of its own on a tree field
     net = fb.Serial((fb.Dense.init(fb.random.key(0), 3, 4), _Checked(np.ones((4, 2), np.float32))))
     opt = optim.adam(0.1)
     params, state, grads = net, opt.init(net), [_grads(net, t) for t in range(3)]
