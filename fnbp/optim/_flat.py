@@ -14,23 +14,22 @@ are the same; what differs is how many numpy calls it takes.
 A tree built here on a vector is also registered itself, with the function that
 built it, when it is immutable all the way down (tuples and frozen records):
 the next step then finds its vector from the tree alone, and builds the next
-tree with the same function, without walking the structure again. Records
-whose ``__init__`` only converts float params (:func:`fnbp.record.direct`) are
-built without it, from views their converters would keep unchanged.
+tree with the same function (``_builders``), without walking the structure
+again.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..record import direct, immutable
-from ..tree import is_leaf, record_fields, unflatten
+from ..tree import leaves as tree_leaves
+from ..tree import unflatten
+from ._builders import Build, builder
 
 MEAN_SIZE = 4096
 """The largest mean number of elements per leaf laid flat: above it, copying the grads
@@ -38,7 +37,6 @@ into one vector costs more than the numpy calls it saves (benchmarks/optimizers.
 
 _BOUNDS: dict[tuple, tuple[tuple[int, int], ...]] = {}
 _LAID: dict[int, tuple[weakref.ref, list[weakref.ref]]] = {}
-Build = Callable[[list[np.ndarray]], Any]
 _TREES: dict[int, tuple[weakref.ref, np.ndarray, Build, tuple]] = {}
 """id(tree) -> (weak reference to the tree, its vector, the function that built it, the
 shapes of its leaves): the immutable trees built here, while they live."""
@@ -109,23 +107,22 @@ class Layout:
     def rebuild(self, like: Any, vector: np.ndarray) -> Any:
         """A tree shaped like ``like`` whose leaves are read-only :meth:`segments` of
         ``vector``. When it is immutable all the way down, the tree itself is
-        registered (:meth:`vector_of` finds its vector, the next rebuild its builder);
-        otherwise its leaves are, as :meth:`views` does."""
+        registered (:meth:`vector_of` finds its vector, the next rebuild its builder:
+        see ``_builders``); otherwise its leaves are, as :meth:`views` does."""
         entry = _TREES.get(id(like))
         if entry is not None and entry[0]() is like and entry[3] == self.shapes:
             build: Build | None = entry[2]
         else:
-            build = _builder(like, self.shapes)
+            build = builder(like, self.shapes, self.bounds)
         if build is None:  # a list, a dict or a record that allows assignment in it
             return unflatten(like, self.views(vector))
         vector.flags.writeable = False
-        views = self.segments(vector)
-        out = build(views)
+        out = build(vector)
         key = id(out)
         try:
             ref = weakref.ref(out, _forget_tree(key))
         except TypeError:  # a tuple at the top: found again through its leaves
-            _register(vector, views)
+            _register(vector, tree_leaves(out))
             return out
         _TREES[key] = (ref, vector, build, self.shapes)
         return out
@@ -161,95 +158,6 @@ def _forget_tree(key: int) -> Callable[[weakref.ref], None]:
         _TREES.pop(key, None)
 
     return forget
-
-
-def _builder(like: Any, shapes: tuple) -> Build | None:
-    """A function from the list of leaf views to a new tree shaped like ``like`` (its
-    leaves of ``shapes``, in order), or None unless ``like`` is immutable all the way
-    down: tuples, None and frozen records around its array leaves."""
-    count = [0]
-    found = _compile(like, shapes, count)
-    if found is None or count[0] != len(shapes) or not found[0]:
-        return None
-    return found[1]
-
-
-def _compile(t: Any, shapes: tuple, count: list[int]) -> tuple[bool, Any] | None:
-    """``(True, build)`` for a node with leaves below it, ``(False, t)`` for one without
-    (kept as it is), None for a node that could change (see :func:`_builder`)."""
-    cls = type(t)
-    if cls is np.ndarray:
-        i = count[0]
-        if i >= len(shapes) or t.shape != shapes[i]:
-            return None
-        count[0] += 1
-        return True, operator.itemgetter(i)
-    if t is None:
-        return False, t
-    if cls is tuple:
-        return _compile_tuple(t, shapes, count)
-    if is_leaf(t) or not immutable(cls):
-        return None
-    dynamic, static = record_fields(cls)
-    parts: list[tuple[str, Build]] = []
-    fixed: list[tuple[str, Any]] = [(name, getattr(t, name)) for name in static]
-    for name in dynamic:
-        found = _compile(getattr(t, name), shapes, count)
-        if found is None:
-            return None
-        (parts if found[0] else fixed).append((name, found[1]))
-    if not parts:
-        return False, t
-    return True, _record_builder(cls, parts, fixed)
-
-
-def _compile_tuple(t: tuple, shapes: tuple, count: list[int]) -> tuple[bool, Any] | None:
-    parts = []
-    for pos, x in enumerate(t):
-        found = _compile(x, shapes, count)
-        if found is None:
-            return None
-        if found[0]:
-            parts.append((pos, found[1]))
-    if not parts:
-        return False, t
-    template = list(t)
-
-    def build_tuple(views: list[np.ndarray]) -> tuple:
-        out = template.copy()
-        for pos, build in parts:
-            out[pos] = build(views)
-        return tuple(out)
-
-    return True, build_tuple
-
-
-def _record_builder(
-    cls: type, parts: list[tuple[str, Build]], fixed: list[tuple[str, Any]]
-) -> Build:
-    """Build a ``cls`` from its ``fixed`` fields and the ``parts`` built from the views:
-    directly when :func:`fnbp.record.direct` allows, else through the class."""
-    if not direct(cls):
-        kept = dict(fixed)
-
-        def build_through(views: list[np.ndarray]) -> Any:
-            kwargs = kept.copy()
-            for name, build in parts:
-                kwargs[name] = build(views)
-            return cls(**kwargs)
-
-        return build_through
-    new, put = object.__new__, object.__setattr__
-
-    def build_direct(views: list[np.ndarray]) -> Any:
-        record: Any = new(cls)
-        for name, build in parts:
-            put(record, name, build(views))
-        for name, value in fixed:
-            put(record, name, value)
-        return record
-
-    return build_direct
 
 
 def _bounds(shapes: tuple) -> tuple[tuple[int, int], ...]:
