@@ -2,11 +2,13 @@
 
 A notebook is run in a fresh Jupyter kernel (nbclient, ipykernel: the ``test`` extra)
 started in ``notebooks/`` with this checkout's fnbp first on the path; a cell that
-raises fails the test and names the cell.
+raises fails the test and names the cell. The notebooks run at the same time, a kernel
+(a process, one BLAS thread) each: on two cores that takes the time of the longest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -34,21 +36,40 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
     assert "widgets" not in nb.get("metadata", {}), f"{path.name}: widget state is committed"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def executed() -> dict:
+    """Every notebook run once, all at the same time (a kernel each, one BLAS thread each,
+    as the suite), as ``{name: (notebook, the error it raised or None)}``."""
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("ipykernel")
     pytest.importorskip("matplotlib")
-    # The kernel is a new process: this checkout's fnbp first, one BLAS thread as the suite.
-    path_env = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    monkeypatch.setenv("PYTHONPATH", path_env)
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.setenv(name, "1")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    client.execute()  # raises CellExecutionError (with the cell and traceback) on an error
+
+    async def run(path: Path) -> tuple:
+        nb = nbformat.read(path, as_version=4)
+        where = {"metadata": {"path": str(path.parent)}}
+        client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources=where)
+        try:
+            await client.async_execute()
+        except Exception as e:  # CellExecutionError: the cell and its traceback
+            return nb, e
+        return nb, None
+
+    async def run_all() -> list:
+        return await asyncio.gather(*(run(path) for path in NOTEBOOKS))
+
+    with pytest.MonkeyPatch.context() as mp:  # a kernel is a new process: this checkout's fnbp
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.getenv("PYTHONPATH")])))
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            mp.setenv(name, "1")
+        results = asyncio.run(run_all())
+    return {path.name: result for path, result in zip(NOTEBOOKS, results, strict=True)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs(path: Path, executed: dict) -> None:
+    nb, error = executed[path.name]
+    if error is not None:
+        raise error
     assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
