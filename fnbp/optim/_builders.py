@@ -24,6 +24,12 @@ builder's source is its ``__doc__``.
 Only trees that cannot change are written down: tuples, None and frozen records
 around array leaves. A list, a dict or a record that allows assignment makes
 :func:`builder` return None, and the caller walks the tree as any tree function does.
+
+A :func:`reader` is the converse, for the grads a step is given: it returns the leaves
+of a tree of the same structure (the same classes and lengths, equal static
+fields, and each leafless subtree the very object: a parameterless layer is its
+own gradient), or None at the first difference, and the caller pairs the trees as
+any tree function does.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from typing import Any
 import numpy as np
 
 from ..record import direct, immutable
-from ..tree import is_leaf, record_fields
+from ..tree import is_leaf, mismatch, record_fields
 
 Build = Callable[[np.ndarray], Any]
+Read = Callable[[Any], "list[Any] | None"]
 
 
 class _Source:
@@ -132,3 +139,60 @@ def _record(t: Any, cls: type, source: _Source) -> tuple[Any, str] | None:
         kwargs = ", ".join(f"{name!r}: {value}" for name, value in values)
         source.lines.append(f"{node} = {c}(**{{{kwargs}}})")
     return None, node
+
+
+def reader(like: Any) -> Read | None:
+    """A function returning the leaves of a tree shaped exactly like ``like`` (in tree
+    order, unchecked), or None for any other tree; None unless ``like`` is immutable
+    all the way down."""
+    source = _Source((), ())
+    leaves: list[str] = []
+    if not _read(like, "t", source, leaves):
+        return None
+    code = "def read(t):\n" + "".join(f"    {line}\n" for line in source.lines)
+    code += f"    return [{', '.join(leaves)}]\n"
+    exec(code, source.names)  # the code names only what source.names holds
+    read: Read = source.names["read"]
+    read.__doc__ = code
+    return read
+
+
+def _read(t: Any, at: str, source: _Source, leaves: list[str]) -> bool:
+    """Write the checks that the node at expression ``at`` is shaped like ``t``, its leaf
+    expressions into ``leaves``; False when ``t`` could change."""
+    cls = type(t)
+    if cls is np.ndarray:
+        leaves.append(at)
+        return True
+    if t is not None and cls is not tuple and (is_leaf(t) or not immutable(cls)):
+        return False  # a dict, a list, a record that allows assignment, another leaf
+    if t is None or not _has_leaves(t):
+        kept = "None" if t is None else source.name(t, "k")
+        source.lines.append(f"if {at} is not {kept}: return None")
+        return True
+    node = f"x{len(source.lines)}"
+    source.lines.append(f"{node} = {at}")
+    if cls is tuple:
+        source.lines.append(f"if type({node}) is not tuple or len({node}) != {len(t)}: return None")
+        return all(_read(x, f"{node}[{i}]", source, leaves) for i, x in enumerate(t))
+    dynamic, static = record_fields(cls)
+    source.lines.append(f"if type({node}) is not {source.name(cls, 'c')}: return None")
+    if static:  # their values, compared as every tree function compares them
+        source.names["mismatch"] = mismatch
+        kept = source.name(t, "k")
+        source.lines.append(f"if mismatch({node}, {kept}) is not None: return None")
+    return all(_read(getattr(t, name), f"{node}.{name}", source, leaves) for name in dynamic)
+
+
+def _has_leaves(t: Any) -> bool:
+    """Whether an array sits anywhere below ``t`` (in tuples and records)."""
+    cls = type(t)
+    if cls is np.ndarray:
+        return True
+    if cls is tuple:
+        return any(_has_leaves(x) for x in t)
+    if t is None or is_leaf(t):
+        return False
+    if cls is dict or cls is list:
+        return True  # (taken apart, and refused, by the caller)
+    return any(_has_leaves(getattr(t, name)) for name in record_fields(cls)[0])

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..tree import leaves as tree_leaves
 from ..tree import unflatten
-from ._builders import Build, builder
+from ._builders import Build, Read, builder, reader
 
 MEAN_SIZE = 4096
 """The largest mean number of elements per leaf laid flat: above it, copying the grads
@@ -37,9 +37,10 @@ into one vector costs more than the numpy calls it saves (benchmarks/optimizers.
 
 _BOUNDS: dict[tuple, tuple[tuple[int, int], ...]] = {}
 _LAID: dict[int, tuple[weakref.ref, list[weakref.ref]]] = {}
-_TREES: dict[int, tuple[weakref.ref, np.ndarray, Build, tuple]] = {}
+_TREES: dict[int, tuple[weakref.ref, np.ndarray, Build, tuple, Read | None]] = {}
 """id(tree) -> (weak reference to the tree, its vector, the function that built it, the
-shapes of its leaves): the immutable trees built here, while they live."""
+shapes of its leaves, the function that reads a tree of its structure, if it has
+been needed): the immutable trees built here, while they live."""
 
 
 class Unfit(Exception):
@@ -110,8 +111,10 @@ class Layout:
         registered (:meth:`vector_of` finds its vector, the next rebuild its builder:
         see ``_builders``); otherwise its leaves are, as :meth:`views` does."""
         entry = _TREES.get(id(like))
+        read = None
         if entry is not None and entry[0]() is like and entry[3] == self.shapes:
             build: Build | None = entry[2]
+            read = entry[4]
         else:
             build = builder(like, self.shapes, self.bounds)
         if build is None:  # a list, a dict or a record that allows assignment in it
@@ -124,7 +127,7 @@ class Layout:
         except TypeError:  # a tuple at the top: found again through its leaves
             _register(vector, tree_leaves(out))
             return out
-        _TREES[key] = (ref, vector, build, self.shapes)
+        _TREES[key] = (ref, vector, build, self.shapes, read)
         return out
 
     def views(self, vector: np.ndarray) -> list[np.ndarray]:
@@ -170,6 +173,33 @@ def _bounds(shapes: tuple) -> tuple[tuple[int, int], ...]:
         _BOUNDS.clear()
     _BOUNDS[shapes] = result = tuple(bounds)
     return result
+
+
+def found(params: Any, grads: Any, state: Any) -> tuple[Layout, np.ndarray, list] | None:
+    """``(layout, vector, grad leaves)`` when ``params`` is a tree a flat step built here
+    and ``grads`` has its very structure, with leaves of its shapes and dtype: the
+    pairing and the layout of the last step hold, found without a walk. None
+    otherwise (then :func:`layout` decides, after the trees are paired)."""
+    entry = _TREES.get(id(params))
+    if entry is None or entry[0]() is not params or not _has_moments(state):
+        return None
+    if entry[1].size > MEAN_SIZE * len(entry[3]):  # as layout() decides
+        return None
+    read = entry[4]
+    if read is None:
+        read = reader(params)
+        if read is None:
+            return None
+        _TREES[id(params)] = (*entry[:4], read)
+    g = read(grads)
+    if g is None:
+        return None
+    vector, shapes = entry[1], entry[3]
+    dtype = vector.dtype
+    for a, shape in zip(g, shapes, strict=True):
+        if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
+            return None
+    return Layout(grads, shapes, dtype), vector, g
 
 
 def layout(p: list[np.ndarray], g: list[np.ndarray], like: Any, state: Any) -> Layout | None:

@@ -350,11 +350,18 @@ def step(
     """
     if grads_handed is not True and grads_handed is not False:
         grads_handed = validation.check_bool("optim.step", "grads_handed", grads_handed)
+    hit = _flat.found(params, grads, state) if opt.flat else None  # as in the last step
+    if hit is not None:
+        try:
+            return _flat_step(opt, params, *hit, state)
+        except _flat.Unfit:  # a moment of another dtype: leaf by leaf, as below
+            pass
     p, g = _pairs(params, grads, "grads")
-    laid = _flat.layout(p, g, grads, state) if opt.flat else None
+    laid = _flat.layout(p, g, grads, state) if opt.flat and hit is None else None
     if laid is not None:
         try:
-            return _flat_step(opt, params, laid, p, g, state)
+            fp = laid.vector_of(params)
+            return _flat_step(opt, params, laid, laid.vector(p) if fp is None else fp, g, state)
         except _flat.Unfit:  # a moment of another dtype: leaf by leaf, as below
             pass
     if not grads_handed:
@@ -375,15 +382,12 @@ def step(
 
 
 def _flat_step(
-    opt: Optimizer, params: Params, laid: _flat.Layout, p: Leaves, g: Leaves, state: State
+    opt: Optimizer, params: Params, laid: _flat.Layout, fp: np.ndarray, g: Leaves, state: State
 ) -> tuple[Params, State]:
-    """:func:`step` on one vector per tree (see "Small networks, laid flat"): the grads'
-    new vector is the step's own, handed to the rule; the new params are views of
-    the vector ``p + u`` is written into."""
+    """:func:`step` on one vector per tree (see "Small networks, laid flat"), ``fp`` the
+    params': the grads' new vector is the step's own, handed to the rule; the new
+    params are views of the vector ``p + u`` is written into."""
     fg = laid.copy(g)
-    fp = laid.vector_of(params)
-    if fp is None:
-        fp = laid.vector(p)
     token = _leaf.HANDED.set(frozenset((id(fg),)))
     try:
         u, state = opt.rule([fg], state, [fp], laid)  # type: ignore[misc]

@@ -9,7 +9,7 @@ import pytest
 
 import fnbp as fb
 from fnbp.optim import _flat
-from fnbp.optim._builders import builder
+from fnbp.optim._builders import builder, reader
 
 
 def _laid(like):
@@ -124,3 +124,67 @@ def test_the_source_names_only_what_the_builder_was_given():
     assert "put(n0, 'W', v[0:12].reshape((3, 4)))" in source
     for word in ("import", "eval", "exec", "__"):
         assert word not in source
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def test_a_reader_reads_the_leaves_of_trees_of_the_very_structure():
+    net = fb.Serial(
+        (
+            fb.Conv1D.init(fb.random.key(1), 3, 4, 2, padding="same"),
+            fb.ReLU(),
+            fb.Flatten(),
+            fb.Dense.init(fb.random.key(2), 20, 2),
+        )
+    )
+    read = reader(net)
+    grads = fb.tree.map(lambda a: a * 2.0, net)
+    assert [a is b for a, b in zip(read(grads), fb.tree.leaves(grads), strict=True)] == [True] * 4
+    assert "return [" in read.__doc__
+
+
+def test_a_reader_refuses_any_other_structure():
+    net = fb.mlp(fb.random.key(0), [3, 4, 2])
+    read = reader(net)
+    layers = net.layers
+    others = {
+        "another depth": fb.mlp(fb.random.key(0), [3, 4, 4, 2]),
+        "another class": fb.Serial((layers[0], fb.Tanh(), *layers[2:])),
+        "an equal, other leafless layer": fb.Serial((layers[0], fb.ReLU(), *layers[2:])),
+        "a tuple": tuple(layers),
+        "a dict": {"layers": layers},
+        "a leaf": np.ones(3),
+    }
+    for name, other in others.items():
+        assert read(other) is None, name
+    conv = fb.Conv1D.init(fb.random.key(1), 3, 4, 2, stride=1)
+    read = reader(fb.Serial((conv,)))
+    wider = fb.Serial((attrs.evolve(conv, stride=2),))  # a static field of another value
+    assert read(wider) is None
+    assert reader({"W": np.ones(2)}) is None and reader([np.ones(2)]) is None
+
+
+def test_after_a_flat_step_the_next_one_pairs_the_grads_without_a_walk():
+    net, opt = fb.mlp(fb.random.key(0), [3, 4, 2]), fb.optim.adam(0.1)
+    grads = fb.tree.map(lambda a: a * 0.5, net)
+    params, state = fb.optim.step(opt, net, grads, opt.init(net))
+    laid, vector, g = _flat.found(params, grads, state)
+    assert vector is fb.tree.leaves(params)[0].base and laid.tree is grads
+    assert all(a is b for a, b in zip(g, fb.tree.leaves(grads), strict=True))
+    assert _flat.found(net, grads, state) is None  # not built here
+    as64 = fb.tree.map(lambda a: a.astype(np.float64), grads)
+    assert _flat.found(params, as64, state) is None  # another dtype: paired as any tree
+    assert _flat.found(params, grads, fb.optim.sgd(0.1).init(net)) is None  # no moments
+
+
+def test_grads_of_another_structure_after_a_flat_step_get_the_usual_error():
+    net, opt = fb.mlp(fb.random.key(0), [3, 4, 2]), fb.optim.adam(0.1)
+    grads = fb.tree.map(lambda a: a * 0.5, net)
+    params, state = fb.optim.step(opt, net, grads, opt.init(net))
+    wrong = fb.Serial((grads.layers[0], fb.Tanh(), *grads.layers[2:]))
+    with pytest.raises(fb.StructureError, match=r"layers\[1\]"):
+        fb.optim.step(opt, params, wrong, state)
+    bad = fb.Serial((attrs.evolve(grads.layers[0], W=np.ones((3, 5))), *grads.layers[1:]))
+    with pytest.raises(fb.ShapeError, match=r"layers\[0\]\.W"):
+        fb.optim.step(opt, params, bad, state)
