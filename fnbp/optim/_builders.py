@@ -42,14 +42,14 @@ import numpy as np
 from ..record import direct, immutable
 from ..tree import is_leaf, mismatch, record_fields
 
-Build = Callable[[np.ndarray], Any]
+Build = Callable[[Any], Any]
 Read = Callable[[Any], "list[Any] | None"]
 
 
 class _Source:
     """The statements of a builder as they are written, and the objects they name."""
 
-    def __init__(self, shapes: tuple, bounds: tuple[tuple[int, int], ...]):
+    def __init__(self, shapes: tuple, bounds: tuple[tuple[int, int], ...] | None):
         self.shapes, self.bounds, self.leaves = shapes, bounds, 0
         self.lines: list[str] = []
         self.names: dict[str, Any] = {"new": object.__new__, "put": object.__setattr__}
@@ -61,10 +61,13 @@ class _Source:
         return key
 
 
-def builder(like: Any, shapes: tuple, bounds: tuple[tuple[int, int], ...]) -> Build | None:
+def builder(
+    like: Any, shapes: tuple, bounds: tuple[tuple[int, int], ...] | None = None
+) -> Build | None:
     """A function of one vector that builds a new tree shaped like ``like``, its leaves
-    ``v[start:stop]`` (reshaped) for ``bounds`` and ``shapes`` in tree order; None
-    unless ``like`` is immutable all the way down and its leaves have ``shapes``."""
+    ``v[start:stop]`` (reshaped) for ``bounds`` and ``shapes`` in tree order -- or,
+    without ``bounds``, of a list of leaves, ``v[i]`` -- ; None unless ``like`` is
+    immutable all the way down and its leaves have ``shapes``."""
     source = _Source(shapes, bounds)
     root = _emit(like, source)
     if root is None or root[0] is not None or source.leaves != len(shapes):
@@ -106,6 +109,8 @@ def _leaf(a: np.ndarray, source: _Source) -> tuple[Any, str] | None:
     if i >= len(source.shapes) or a.shape != source.shapes[i]:
         return None
     source.leaves += 1
+    if source.bounds is None:
+        return None, f"v[{i}]"
     (start, stop), shape = source.bounds[i], source.shapes[i]
     view = f"v[{start}:{stop}]"
     return None, view if len(shape) == 1 else f"{view}.reshape({shape!r})"

@@ -11,11 +11,11 @@ vectors, registered here, so that the next step finds the vector behind a tree
 without a copy. The arithmetic is the same, element by element, so the bits
 are the same; what differs is how many numpy calls it takes.
 
-A tree built here on a vector is also registered itself, with the function that
-built it, when it is immutable all the way down (tuples and frozen records):
-the next step then finds its vector from the tree alone, and builds the next
-tree with the same function (``_builders``), without walking the structure
-again.
+A tree built here on a vector is also remembered itself (``_built``), with the
+function that built it, when it is immutable all the way down (tuples and
+frozen records): the next step then finds its vector from the tree alone, and
+builds the next tree with the same function (``_builders``), without walking
+the structure again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import numpy as np
 
 from ..tree import leaves as tree_leaves
 from ..tree import unflatten
-from ._builders import Build, Read, builder, reader
+from . import _built
+from ._builders import builder
 
 MEAN_SIZE = 4096
 """The largest mean number of elements per leaf laid flat: above it, copying the grads
@@ -37,10 +38,6 @@ into one vector costs more than the numpy calls it saves (benchmarks/optimizers.
 
 _BOUNDS: dict[tuple, tuple[tuple[int, int], ...]] = {}
 _LAID: dict[int, tuple[weakref.ref, list[weakref.ref]]] = {}
-_TREES: dict[int, tuple[weakref.ref, np.ndarray, Build, tuple, Read | None]] = {}
-"""id(tree) -> (weak reference to the tree, its vector, the function that built it, the
-shapes of its leaves, the function that reads a tree of its structure, if it has
-been needed): the immutable trees built here, while they live."""
 
 
 class Unfit(Exception):
@@ -99,35 +96,29 @@ class Layout:
     def vector_of(self, tree: Any) -> np.ndarray | None:
         """The vector ``tree`` was built on by :meth:`rebuild`, when it is that very tree
         and was laid out as this layout is; else None."""
-        entry = _TREES.get(id(tree))
-        if entry is None or entry[0]() is not tree or entry[3] != self.shapes:
+        mine = _built.entry(tree)
+        if mine is None or mine.vector is None or mine.shapes != self.shapes:
             return None
-        vector = entry[1]
-        return vector if vector.dtype == self.dtype else None
+        return mine.vector if mine.vector.dtype == self.dtype else None
 
     def rebuild(self, like: Any, vector: np.ndarray) -> Any:
         """A tree shaped like ``like`` whose leaves are read-only :meth:`segments` of
         ``vector``. When it is immutable all the way down, the tree itself is
-        registered (:meth:`vector_of` finds its vector, the next rebuild its builder:
-        see ``_builders``); otherwise its leaves are, as :meth:`views` does."""
-        entry = _TREES.get(id(like))
-        read = None
-        if entry is not None and entry[0]() is like and entry[3] == self.shapes:
-            build: Build | None = entry[2]
-            read = entry[4]
-        else:
+        remembered with its vector (``_built``: :meth:`vector_of` finds it, the next
+        rebuild its builder); otherwise its leaves are, as :meth:`views` does."""
+        mine = _built.entry(like)
+        build = mine.flat if mine is not None and mine.shapes == self.shapes else None
+        if build is None:
             build = builder(like, self.shapes, self.bounds)
-        if build is None:  # a list, a dict or a record that allows assignment in it
-            return unflatten(like, self.views(vector))
+            if build is None:  # a list, a dict or a record that allows assignment in it
+                return unflatten(like, self.views(vector))
+            mine = _built.known(like, self.shapes)
+            if mine is not None:
+                mine.flat = build
         vector.flags.writeable = False
         out = build(vector)
-        key = id(out)
-        try:
-            ref = weakref.ref(out, _forget_tree(key))
-        except TypeError:  # a tuple at the top: found again through its leaves
-            _register(vector, tree_leaves(out))
-            return out
-        _TREES[key] = (ref, vector, build, self.shapes, read)
+        if _built.remember(out, vector, self.shapes, mine) is None:
+            _register(vector, tree_leaves(out))  # a tuple at the top: found by its leaves
         return out
 
     def views(self, vector: np.ndarray) -> list[np.ndarray]:
@@ -154,15 +145,6 @@ def _forget(key: int) -> Callable[[weakref.ref], None]:
     return forget
 
 
-def _forget_tree(key: int) -> Callable[[weakref.ref], None]:
-    """The callback that drops a tree's entry when the tree itself goes."""
-
-    def forget(_: weakref.ref) -> None:
-        _TREES.pop(key, None)
-
-    return forget
-
-
 def _bounds(shapes: tuple) -> tuple[tuple[int, int], ...]:
     bounds, start = [], 0
     for shape in shapes:
@@ -180,21 +162,16 @@ def found(params: Any, grads: Any, state: Any) -> tuple[Layout, np.ndarray, list
     and ``grads`` has its very structure, with leaves of its shapes and dtype: the
     pairing and the layout of the last step hold, found without a walk. None
     otherwise (then :func:`layout` decides, after the trees are paired)."""
-    entry = _TREES.get(id(params))
-    if entry is None or entry[0]() is not params or not _has_moments(state):
+    mine = _built.entry(params)
+    if mine is None or mine.vector is None or not _has_moments(state):
         return None
-    if entry[1].size > MEAN_SIZE * len(entry[3]):  # as layout() decides
+    vector, shapes = mine.vector, mine.shapes
+    if vector.size > MEAN_SIZE * len(shapes):  # as layout() decides
         return None
-    read = entry[4]
-    if read is None:
-        read = reader(params)
-        if read is None:
-            return None
-        _TREES[id(params)] = (*entry[:4], read)
-    g = read(grads)
+    read = _built.reader_of(params)
+    g = None if read is None else read(grads)
     if g is None:
         return None
-    vector, shapes = entry[1], entry[3]
     dtype = vector.dtype
     for a, shape in zip(g, shapes, strict=True):
         if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:

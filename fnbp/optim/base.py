@@ -61,7 +61,7 @@ import numpy as np
 from .. import tree, validation
 from ..errors import DTypeError, LocatedError, ShapeError, StructureError
 from ..record import frozen, static
-from . import _flat, _leaf
+from . import _built, _flat, _leaf
 
 __all__ = [
     "Optimizer",
@@ -356,7 +356,8 @@ def step(
             return _flat_step(opt, params, *hit, state)
         except _flat.Unfit:  # a moment of another dtype: leaf by leaf, as below
             pass
-    p, g = _pairs(params, grads, "grads")
+    pair = _built.paired(params, grads) if hit is None else None  # as in the last step
+    p, g = _pairs(params, grads, "grads") if pair is None else pair
     laid = _flat.layout(p, g, grads, state) if opt.flat and hit is None else None
     if laid is not None:
         try:
@@ -371,14 +372,14 @@ def step(
         new = [
             _leaf.add_into(a, b, None if id(b) in held else b) for a, b in zip(p, u, strict=True)
         ]
-        return tree.unflatten(params, new), state
+        return _built.rebuilt(params, new), state
     g, ids = _handed(g)
     token = _leaf.HANDED.set(ids)
     try:
         u, state = _rule(opt)(g, state, p, grads)
     finally:
         _leaf.HANDED.reset(token)
-    return tree.unflatten(params, _into_handed(p, u, g, state)), state
+    return _built.rebuilt(params, _into_handed(p, u, g, state)), state
 
 
 def _flat_step(
@@ -437,10 +438,11 @@ def update(params: Params, grads: Any, learning_rate: float) -> Params:
     [0.5, 2.5]
     """
     lr = validation.check_real("update", "learning_rate", learning_rate, low=0.0)
-    p, g = _pairs(params, grads, "grads")
+    pair = _built.paired(params, grads)  # params an earlier update made: no walk
+    p, g = _pairs(params, grads, "grads") if pair is None else pair
     u = [_leaf.scale(b, -lr) for b in g]
     new = [_leaf.add_into(a, b, b) for a, b in zip(p, u, strict=True)]
-    return tree.unflatten(params, new)
+    return _built.rebuilt(params, new)
 
 
 # ---- plumbing shared by the transforms ------------------------------------------------
