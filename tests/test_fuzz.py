@@ -153,7 +153,7 @@ def run_layer(layer: Any, x: Any, kw: dict[str, Any], g_how: str = "valid") -> t
     return fb.forward(layer, x, **kw), out[1](g)
 
 
-@bounded(400)
+@bounded(240)
 @given(
     case=st.sampled_from(CASES),
     seed=st.integers(0, 2**16),
@@ -226,7 +226,7 @@ def run_made(make: Callable[[Any], Any], v: Any, x: Any) -> Any:
     return fb.forward(made, x, **kw)
 
 
-@bounded(300)
+@bounded(200)
 @given(
     name=st.sampled_from(sorted(MAKERS)),
     v=st.sampled_from(HYPERPARAMETERS),
@@ -263,7 +263,7 @@ TARGETS = ["valid"] * 3 + ["dtype", "0-d", "1-d", "wider", "nan", "inf", "list",
                            "out of domain"]  # fmt: skip
 
 
-@bounded(250)
+@bounded(160)
 @given(
     loss=st.sampled_from(LOSSES),
     seed=st.integers(0, 2**16),
@@ -348,7 +348,7 @@ ONE_TREE_FNS: dict[str, Callable[..., Any]] = {
 }
 
 
-@bounded(250)
+@bounded(160)
 @given(
     t=trees_of(leaves_of(LEAF_DTYPES)),
     how=st.sampled_from(["same"] * 3 + ["shape", "dtype", "wrapped", "list", "dict"]),
@@ -396,7 +396,7 @@ def spoil_grads(g: dict, how: str, dtype: str) -> Any:
     return mutate(g, how, dtype)
 
 
-@bounded(200)
+@bounded(140)
 @given(
     name=st.sampled_from(sorted(OPTIMIZERS)),
     value=st.sampled_from(NUMBERS),

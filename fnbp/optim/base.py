@@ -29,6 +29,17 @@ the previous step laid them out in. They come back as read-only views of new
 vectors. The same arithmetic element by element: the same bits, in a dozen
 numpy calls instead of a dozen per array.
 
+**Steps remember the trees they build.** A training loop gives each step the
+tree the step before returned. So :func:`step` and :func:`fnbp.update`
+remember every immutable tree they build (tuples and frozen records: see
+``_built``) with functions written once for its structure: a reader that pairs
+grads of that very structure with it, and a builder of the next tree, straight-
+line code that builds each record directly when its class allows
+(:func:`fnbp.record.direct`: an ``__init__`` that only converts float params),
+else through its class. The next step then walks no tree. Grads of any other
+structure, and trees that could change (a dict, a list, a mutable record), go
+the usual way, with the usual errors. Same records, same bits.
+
 **Ownership.** :func:`step` may write the new parameters into an update
 array when a transform just allocated it for this step: an array that owns its
 memory, is writeable, and is neither a leaf of ``grads`` nor of the new state
