@@ -64,10 +64,10 @@ class _Source:
 def builder(
     like: Any, shapes: tuple, bounds: tuple[tuple[int, int], ...] | None = None
 ) -> Build | None:
-    """A function of one vector that builds a new tree shaped like ``like``, its leaves
-    ``v[start:stop]`` (reshaped) for ``bounds`` and ``shapes`` in tree order -- or,
-    without ``bounds``, of a list of leaves, ``v[i]`` -- ; None unless ``like`` is
-    immutable all the way down and its leaves have ``shapes``."""
+    """A function of one vector ``v`` that builds a new tree shaped like ``like``, its
+    leaves ``v[start:stop]`` (reshaped) for ``bounds`` and ``shapes`` in tree order
+    (without ``bounds``, ``v`` is a list of the leaves, and they are ``v[i]``); None
+    unless ``like`` is immutable all the way down and its leaves have ``shapes``."""
     source = _Source(shapes, bounds)
     root = _emit(like, source)
     if root is None or root[0] is not None or source.leaves != len(shapes):
