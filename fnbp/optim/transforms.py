@@ -310,8 +310,11 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
             raise validation.fail(
                 "add_decayed_weights", "params", "the params: update(grads, state, params)", None
             )
-        if type(like) is _flat.Layout:
-            flags = _decay_flags(mask, like.tree, like.segments(p[0]))
+        if type(like) is _flat.Layout:  # the default mask needs only the leaves' shapes
+            if mask is None:
+                flags = [len(shape) >= 2 for shape in like.shapes]
+            else:
+                flags = _decay_flags(mask, like.tree, like.segments(p[0]))
             return [_decayed_flat(g[0], p[0], weight_decay, flags, like)]
         flags = _decay_flags(mask, like, p)
         triples = zip(g, p, flags, strict=True)
@@ -323,17 +326,34 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
 def _decayed_flat(
     g: np.ndarray, p: np.ndarray, weight_decay: float, flags: list[bool], like: _flat.Layout
 ) -> np.ndarray:
-    """:func:`_leaf.decayed` leaf by leaf, into one new vector: ``g + weight_decay * p``
-    on the leaves ``flags`` selects, ``g`` elsewhere (the same arithmetic, bit for bit)."""
-    u = np.empty_like(g)
-    parts = zip(like.segments(g), like.segments(p), like.segments(u), flags, strict=True)
-    for gi, pi, ui, on in parts:
-        if on:
-            np.multiply(pi, weight_decay, out=ui)
-            ui += gi
-        else:
-            np.copyto(ui, gi)
+    """:func:`_leaf.decayed` on the leaves ``flags`` selects, in one new vector:
+    ``g + weight_decay * p`` there, ``g`` elsewhere. The same arithmetic element by
+    element (``where=`` a mask of the chosen leaves' elements), so the same bits."""
+    chosen = _chosen(tuple(flags), like)
+    # the elements not chosen are left unset in ``decayed`` and never read
+    decayed = np.multiply(p, weight_decay, out=np.empty_like(p), where=chosen)
+    u = g.copy()
+    np.add(decayed, u, out=u, where=chosen)
     return u
+
+
+_CHOSEN: dict[tuple, np.ndarray] = {}
+
+
+def _chosen(flags: tuple[bool, ...], like: _flat.Layout) -> np.ndarray:
+    """The elements of the leaves ``flags`` selects, as a read-only boolean vector
+    (cached: a network decays the same leaves at every step)."""
+    key = (flags, like.bounds)
+    mask = _CHOSEN.get(key)
+    if mask is None:
+        mask = np.zeros(like.size, dtype=bool)
+        for (start, stop), on in zip(like.bounds, flags, strict=True):
+            mask[start:stop] = on
+        mask.flags.writeable = False
+        if len(_CHOSEN) >= 256:  # a cache, not a record of every network ever seen
+            _CHOSEN.clear()
+        _CHOSEN[key] = mask
+    return mask
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
