@@ -567,10 +567,16 @@ def global_norm(tree: Any) -> float:
     Each leaf is scaled by its largest magnitude first, so large but finite
     leaves (1e30 in float32) do not overflow to inf.
     """
-    parts = [
-        numeric(x, "tree.global_norm", f"the leaf {p}").astype(np.float64).ravel()
-        for p, x in leaves_with_paths(tree)
-    ]
+    try:
+        parts = [
+            numeric(x, "tree.global_norm", "a leaf").astype(np.float64).ravel()
+            for x in leaves(tree)
+        ]
+    except (TypeError, ValueError):  # again, with paths, for the error to name the leaf
+        parts = [
+            numeric(x, "tree.global_norm", f"the leaf {p}").astype(np.float64).ravel()
+            for p, x in leaves_with_paths(tree)
+        ]
     biggest = builtins.max((float(np.abs(p).max(initial=0.0)) for p in parts), default=0.0)
     if biggest == 0.0 or not np.isfinite(biggest):
         return biggest

@@ -349,3 +349,8 @@ def test_a_tree_too_deep_or_containing_itself_is_a_structure_error():
         deep = (deep,)
     with pytest.raises(fb.StructureError, match="nested too deeply"):
         tree.map(lambda a: a, deep)
+
+
+def test_global_norm_names_the_leaf_it_refuses():
+    with pytest.raises(fb.DTypeError, match=r"tree.global_norm: the leaf \['b'\]\[1\] must be"):
+        tree.global_norm({"a": np.ones(2), "b": (np.ones(1), np.array(["x"]))})
