@@ -60,6 +60,16 @@ class _Source:
         self.names[key] = value
         return key
 
+    def define(self, head: str, result: str) -> Any:
+        """The function ``def {head}:`` of the statements, returning ``result``; its
+        source is its ``__doc__``."""
+        code = f"def {head}:\n" + "".join(f"    {line}\n" for line in self.lines)
+        code += f"    return {result}\n"
+        exec(code, self.names)  # the code names only what self.names holds
+        function = self.names[head.split("(")[0]]
+        function.__doc__ = code
+        return function
+
 
 def builder(
     like: Any, shapes: tuple, bounds: tuple[tuple[int, int], ...] | None = None
@@ -72,11 +82,7 @@ def builder(
     root = _emit(like, source)
     if root is None or root[0] is not None or source.leaves != len(shapes):
         return None
-    code = "def build(v):\n" + "".join(f"    {line}\n" for line in source.lines)
-    code += f"    return {root[1]}\n"
-    exec(code, source.names)  # the code names only what source.names holds
-    build: Build = source.names["build"]
-    build.__doc__ = code
+    build: Build = source.define("build(v)", root[1])
     return build
 
 
@@ -154,11 +160,7 @@ def reader(like: Any) -> Read | None:
     leaves: list[str] = []
     if not _read(like, "t", source, leaves):
         return None
-    code = "def read(t):\n" + "".join(f"    {line}\n" for line in source.lines)
-    code += f"    return [{', '.join(leaves)}]\n"
-    exec(code, source.names)  # the code names only what source.names holds
-    read: Read = source.names["read"]
-    read.__doc__ = code
+    read: Read = source.define("read(t)", f"[{', '.join(leaves)}]")
     return read
 
 

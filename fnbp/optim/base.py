@@ -301,7 +301,11 @@ def _held(state: Any) -> set[int]:
 
 def _pairs(params: Params, other: Any, what: str) -> tuple[Leaves, Leaves]:
     """The leaves of ``params`` and ``other``, paired: one structure, one shape per pair;
-    params float32 or float64, the others through the dtype policy (integers as float64)."""
+    params float32 or float64, the others through the dtype policy (integers as float64).
+    Params a step built are paired by their reader, without a walk (see ``_built``)."""
+    pair = _built.paired(params, other)
+    if pair is not None:
+        return pair
     ps, os = tree.paired_leaves(params, other)
     for i, (p, o) in enumerate(zip(ps, os, strict=True)):
         if type(p) is not np.ndarray or type(o) is not np.ndarray or p.shape != o.shape:
@@ -367,8 +371,7 @@ def step(
             return _flat_step(opt, params, *hit, state)
         except _flat.Unfit:  # a moment of another dtype: leaf by leaf, as below
             pass
-    pair = _built.paired(params, grads) if hit is None else None  # as in the last step
-    p, g = _pairs(params, grads, "grads") if pair is None else pair
+    p, g = _pairs(params, grads, "grads")
     laid = _flat.layout(p, g, grads, state) if opt.flat and hit is None else None
     if laid is not None:
         try:
@@ -449,8 +452,7 @@ def update(params: Params, grads: Any, learning_rate: float) -> Params:
     [0.5, 2.5]
     """
     lr = validation.check_real("update", "learning_rate", learning_rate, low=0.0)
-    pair = _built.paired(params, grads)  # params an earlier update made: no walk
-    p, g = _pairs(params, grads, "grads") if pair is None else pair
+    p, g = _pairs(params, grads, "grads")
     u = [_leaf.scale(b, -lr) for b in g]
     new = [_leaf.add_into(a, b, b) for a, b in zip(p, u, strict=True)]
     return _built.rebuilt(params, new)
