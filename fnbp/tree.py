@@ -27,6 +27,8 @@ Errors name the first path where two trees differ, e.g. ``layers[2].W``.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -56,6 +58,7 @@ __all__ = [
     "scale",
     "vdot",
     "global_norm",
+    "norm_of",
     "allclose",
     "ravel",
     "assert_same_structure",
@@ -564,21 +567,62 @@ def vdot(a: Any, b: Any) -> float:
 def global_norm(tree: Any) -> float:
     """The Euclidean norm of all leaves taken together, ``sqrt(sum ||leaf||^2)``.
 
-    Each leaf is scaled by its largest magnitude first, so large but finite
-    leaves (1e30 in float32) do not overflow to inf.
+    Each leaf's squares are summed in float64 (numpy's pairwise sum), where those
+    of a float32 leaf can neither overflow nor underflow. Only when that total is
+    not a normal float64 (a float64 leaf above 1e154 or below 1e-154, an inf, a
+    NaN, all zeros) is each leaf scaled by the largest magnitude first, so that
+    large but finite leaves do not overflow to inf.
     """
     try:
-        parts = [
-            numeric(x, "tree.global_norm", "a leaf").astype(np.float64).ravel()
-            for x in leaves(tree)
-        ]
+        parts = [numeric(x, "tree.global_norm", "a leaf") for x in leaves(tree)]
     except (TypeError, ValueError):  # again, with paths, for the error to name the leaf
         parts = [
-            numeric(x, "tree.global_norm", f"the leaf {p}").astype(np.float64).ravel()
-            for p, x in leaves_with_paths(tree)
+            numeric(x, "tree.global_norm", f"the leaf {p}") for p, x in leaves_with_paths(tree)
         ]
-    biggest = builtins.max((float(np.abs(p).max(initial=0.0)) for p in parts), default=0.0)
-    if biggest == 0.0 or not np.isfinite(biggest):
+    return norm_of(parts)
+
+
+_NORMAL_SUM = (1e-250, 1e300)
+"""Totals of squares in this range are exact to rounding: no square that mattered
+underflowed, none overflowed."""
+
+
+def norm_of(parts: list[np.ndarray], whole: np.ndarray | None = None) -> float:
+    """:func:`global_norm` of the numeric arrays ``parts``. ``whole``, when given, is one
+    vector that ``parts`` are consecutive views of, end to end: it is squared in one
+    call and the sums are taken over its segments -- the same sums in the same
+    order as part by part, so the same bits."""
+    quiet = all(p.dtype == np.float32 for p in parts)  # squares that cannot overflow
+    with contextlib.nullcontext() if quiet else np.errstate(all="ignore"):
+        total = _sum_of_squares(parts, whole)
+    low, high = _NORMAL_SUM
+    if low < total < high:
+        return math.sqrt(total)
+    return _scaled_norm([p.astype(np.float64).ravel() for p in parts])
+
+
+def _sum_of_squares(parts: list[np.ndarray], whole: np.ndarray | None) -> float:
+    total = 0.0
+    if whole is None:
+        for p in parts:
+            total += float(np.add.reduce(np.square(p, dtype=np.float64), axis=None))
+        return total
+    squares, start = np.square(whole, dtype=np.float64), 0
+    for p in parts:
+        stop = start + p.size
+        total += float(np.add.reduce(squares[start:stop]))
+        start = stop
+    return total
+
+
+def _scaled_norm(parts: list[np.ndarray]) -> float:
+    """The norm of float64 vectors, each scaled by the largest magnitude of all first
+    (NaN if any element is NaN, else inf if one is inf)."""
+    maxima = [float(np.abs(p).max(initial=0.0)) for p in parts]
+    if any(map(math.isnan, maxima)):
+        return math.nan
+    biggest = builtins.max(maxima, default=0.0)
+    if biggest == 0.0 or biggest == math.inf:
         return biggest
     total = 0.0
     for p in parts:

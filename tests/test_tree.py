@@ -203,6 +203,41 @@ def test_global_norm_hand_value(net):
     assert tree.global_norm(()) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("leaf", "expected"),
+    [
+        (np.array([1e200, 1e200]), math.sqrt(2) * 1e200),  # squares overflow: rescaled
+        (np.array([1e-200, -1e-200]), math.sqrt(2) * 1e-200),  # squares underflow: rescaled
+        (np.array([3e38, -3e38], np.float32), math.sqrt(2) * float(np.float32(3e38))),
+        (np.array([1e-45, 0.0], np.float32), float(np.float32(1e-45))),
+        (np.array([np.inf, 1.0]), math.inf),
+        (np.zeros(3, np.float32), 0.0),
+    ],
+)
+def test_global_norm_at_the_ends_of_the_range(leaf, expected):
+    leaf.flags.writeable = False
+    with np.errstate(all="raise"):
+        assert tree.global_norm([leaf, np.zeros(2)]) == pytest.approx(expected, rel=1e-15)
+        assert math.isnan(tree.global_norm([leaf, np.array([np.nan])]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_norm_of_one_vector_gives_the_bits_of_part_by_part(dtype):
+    rng = np.random.default_rng(3)
+    shapes = [(40, 100), (100,), (100, 100), (100,), (100, 10), (10,)]
+    parts = [rng.normal(size=s).astype(dtype) for s in shapes]
+    whole = np.concatenate(parts, axis=None)
+    views, start = [], 0
+    for p in parts:
+        views.append(whole[start : start + p.size].reshape(p.shape))
+        start += p.size
+    with np.errstate(all="raise"):
+        alone = tree.norm_of(parts)
+        assert tree.norm_of(views, whole) == alone == tree.global_norm(parts)
+    exact = math.sqrt(math.fsum(float(x) ** 2 for p in parts for x in p.ravel()))
+    assert alone == pytest.approx(exact, rel=1e-14)
+
+
 def test_allclose(net):
     assert tree.allclose(net, tree.map(lambda x: x + 1e-12, net))
     assert not tree.allclose(net, tree.map(lambda x: x + 1e-3, net))

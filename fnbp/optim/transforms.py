@@ -24,6 +24,7 @@ from .base import (
     Leaves,
     Optimizer,
     expect_state,
+    handed,
     segments,
     state_leaves,
     state_tree,
@@ -326,34 +327,35 @@ def add_decayed_weights(weight_decay: float = 1e-2, mask: Any = None) -> Optimiz
 def _decayed_flat(
     g: np.ndarray, p: np.ndarray, weight_decay: float, flags: list[bool], like: _flat.Layout
 ) -> np.ndarray:
-    """:func:`_leaf.decayed` on the leaves ``flags`` selects, in one new vector:
-    ``g + weight_decay * p`` there, ``g`` elsewhere. The same arithmetic element by
-    element (``where=`` a mask of the chosen leaves' elements), so the same bits."""
-    chosen = _chosen(tuple(flags), like)
-    # the elements not chosen are left unset in ``decayed`` and never read
-    decayed = np.multiply(p, weight_decay, out=np.empty_like(p), where=chosen)
-    u = g.copy()
-    np.add(decayed, u, out=u, where=chosen)
+    """:func:`_leaf.decayed` on the leaves ``flags`` selects, on one vector: ``g +
+    weight_decay * p`` there, ``g`` elsewhere, computed into ``g`` when it is handed
+    over (see :func:`~fnbp.optim.handed`), else into a copy. The same arithmetic
+    element by element, so the same bits, one run of chosen leaves at a time."""
+    u = g if handed(g) else g.copy()
+    for start, stop in _runs(tuple(flags), like):
+        u[start:stop] += np.multiply(p[start:stop], weight_decay)
     return u
 
 
-_CHOSEN: dict[tuple, np.ndarray] = {}
+_RUNS: dict[tuple, tuple[tuple[int, int], ...]] = {}
 
 
-def _chosen(flags: tuple[bool, ...], like: _flat.Layout) -> np.ndarray:
-    """The elements of the leaves ``flags`` selects, as a read-only boolean vector
-    (cached: a network decays the same leaves at every step)."""
+def _runs(flags: tuple[bool, ...], like: _flat.Layout) -> tuple[tuple[int, int], ...]:
+    """The ``(start, stop)`` of each run of consecutive leaves ``flags`` selects, in the
+    vector (cached: a network decays the same leaves at every step)."""
     key = (flags, like.bounds)
-    mask = _CHOSEN.get(key)
-    if mask is None:
-        mask = np.zeros(like.size, dtype=bool)
+    runs = _RUNS.get(key)
+    if runs is None:
+        merged: list[list[int]] = []
         for (start, stop), on in zip(like.bounds, flags, strict=True):
-            mask[start:stop] = on
-        mask.flags.writeable = False
-        if len(_CHOSEN) >= 256:  # a cache, not a record of every network ever seen
-            _CHOSEN.clear()
-        _CHOSEN[key] = mask
-    return mask
+            if on and merged and merged[-1][1] == start:
+                merged[-1][1] = stop
+            elif on:
+                merged.append([start, stop])
+        if len(_RUNS) >= 256:  # a cache, not a record of every network ever seen
+            _RUNS.clear()
+        runs = _RUNS[key] = tuple((a, b) for a, b in merged)
+    return runs
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
@@ -370,7 +372,10 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     )
 
     def clip(g: Leaves, p: Any, like: Any) -> Leaves:
-        norm = tree.global_norm(segments(g, like))  # leaf by leaf: the same sum in a flat step
+        if type(like) is _flat.Layout:  # leaf by leaf on one vector's squares: the same sums
+            norm = tree.norm_of(segments(g, like), g[0])
+        else:
+            norm = tree.norm_of(g)
         return g if not norm > max_norm else _scaled(g, max_norm / norm)
 
     return _stateless(clip)
