@@ -8,8 +8,7 @@ arrays, so a checkpoint saves a state like any other tree.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -62,19 +61,28 @@ def _zeros(params: Any) -> Any:
     return tree.map(zeros, params)
 
 
-@contextlib.contextmanager
-def _finite(owner: str) -> Iterator[None]:
+class _finite:
     """Turn an overflow or a 0/0 in a moment update into a DivergenceError with advice:
     float32 grads above ~1.8e19 have squares float32 cannot hold, and a second moment
-    of inf would silently make that parameter's updates 0 forever."""
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        try:
-            yield
-        except FloatingPointError as e:
+    of inf would silently make that parameter's updates 0 forever. (A class, not a
+    generator: it runs in every step.)"""
+
+    __slots__ = ("errstate", "owner")
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self.errstate = np.errstate(over="raise", invalid="raise", divide="raise")
+
+    def __enter__(self) -> None:
+        self.errstate.__enter__()
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: Any) -> None:
+        self.errstate.__exit__(kind, error, trace)
+        if kind is not None and issubclass(kind, FloatingPointError):
             raise DivergenceError(
-                f"{owner}: the moments overflowed or divided 0 by 0 ({e}); the grads are "
-                "too large for their dtype: clip them (fb.optim.clip_by_global_norm) or use "
-                "a smaller learning rate (and eps > 0 if grads can be exactly 0)"
+                f"{self.owner}: the moments overflowed or divided 0 by 0 ({error}); the grads "
+                "are too large for their dtype: clip them (fb.optim.clip_by_global_norm) or "
+                "use a smaller learning rate (and eps > 0 if grads can be exactly 0)"
             ) from None
 
 
