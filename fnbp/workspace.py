@@ -93,11 +93,11 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     >>> fb.scratch((2, 3), np.dtype(np.float32)).shape
     (2, 3)
     """
-    if type(shape) is not tuple or type(dtype) is not np.dtype:
+    if type(shape) is not tuple or not isinstance(dtype, np.dtype):
         shape, dtype = _checked(shape, dtype)
     try:
         return _take(shape, dtype)
-    except (TypeError, ValueError, OverflowError):  # numpy's words: say it in ours
+    except (TypeError, ValueError, OverflowError, MemoryError):  # numpy's words: ours
         _checked(shape, dtype)
         raise
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 
@@ -247,9 +248,14 @@ def test_scratch_takes_an_int_or_a_sequence_and_any_dtype_numpy_knows():
         ((2,), "nope", fb.DTypeError, r"scratch: dtype must be a numpy dtype, got 'nope'"),
     ],
 )
-def test_scratch_refuses_what_is_not_a_shape_or_a_dtype(shape, dtype, error, match):
-    with pytest.raises(error, match=match):
-        fb.scratch(shape, dtype)
+@pytest.mark.parametrize("inside", [False, True])
+def test_scratch_refuses_what_is_not_a_shape_or_a_dtype(shape, dtype, error, match, inside):
+    with workspace.kept() if inside else contextlib.nullcontext():
+        with pytest.raises(error, match=match):
+            fb.scratch(shape, dtype)
+        if dtype is np.float32:  # a dtype instance takes the fast path: refused all the same
+            with pytest.raises(error, match=match):
+                fb.scratch(tuple(shape) if shape != "ab" else shape, np.dtype(dtype))
 
 
 def test_dot_multiplies_two_matrices_that_chain():
