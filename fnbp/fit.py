@@ -260,16 +260,18 @@ def _check_key(key: Any) -> random.Key | None:
 
 
 def _epoch_batches(
-    run: _Run, x: Any, y: Any, epoch: int, gather: Callable[[np.ndarray], Any]
+    run: _Run, x: Any, y: Any, epoch: int, gather: Callable[[np.ndarray], Any], outside: Mapping
 ) -> Iterator[tuple[Any, Any]]:
     """The minibatches of one epoch: ``gather(index)`` of ``x`` shuffled from the key (in
-    order when it is None), or as the user's ``data`` gives them."""
+    order when it is None), or as the user's ``data`` gives them -- their code run in
+    numpy's error state from ``outside`` fit (``np.geterr()``), not in the steps'."""
     if run.data is not None:
-        source = run.data(epoch) if callable(run.data) else run.data
+        with np.errstate(**outside):
+            source = run.data(epoch) if callable(run.data) else run.data
         if not isinstance(source, Iterable) or isinstance(source, str | bytes):
             raise fail("fit", "data", "an iterable of (x, y) pairs (data(epoch) gave none)", source)
         count = 0
-        for item in source:
+        for item in _in_errstate(source, outside):
             if type(item) is not tuple or len(item) != 2:
                 raise fail("fit", "data", "an iterable of (x, y) pairs", item)
             count += 1
@@ -284,6 +286,20 @@ def _epoch_batches(
     batch_size = run.batch_size if run.batch_size is not None else 1  # set whenever x is given
     for idx in batches(key, _length(x, "fit"), batch_size, drop_last=run.drop_last):
         yield gather(idx), y[idx]
+
+
+def _in_errstate(source: Iterable, errors: Mapping) -> Iterator[Any]:
+    """The items of ``source``, each taken in numpy's error state ``errors``."""
+    items = iter(source)
+    while True:
+        with np.errstate(**errors):
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield item
+
+
+_END = object()
 
 
 def _diverged(epoch: int, step: int, what: str, good: TrainState) -> DivergenceError:
@@ -320,6 +336,7 @@ class _Loop:
         self.good: TrainState | None = None  # the last state whose loss was finite
         self.kept: np.ndarray | None = None  # the minibatch array gathered into, if any
         self.keep = False
+        self.outside = np.geterr()  # the caller's numpy error state, for the caller's code
 
     def gather(self, index: np.ndarray) -> Any:
         """``x[index]``: into the array the last minibatch was gathered into when nothing
@@ -335,29 +352,50 @@ class _Loop:
         self.kept = out if self.keep else None
         return out
 
-    def updates(self, ts: TrainState) -> Iterator[tuple[TrainState, bool]]:
-        """``(state, False)`` after each update and ``(state, True)`` at the end of each
-        epoch, epoch after epoch, from where ``ts`` is."""
+    def rounds(self, ts: TrainState, budget: _Budget) -> Iterator[tuple[TrainState, bool]]:
+        """``(state, False)`` where a round ends within an epoch or the budget is spent,
+        and ``(state, True)`` at the end of each epoch, epoch after epoch, from where
+        ``ts`` is. The steps between run in one ``np.errstate(all="ignore")`` (a NaN
+        or inf is caught after each step, with advice), entered once per run of steps:
+        nothing else runs there, no callback or evaluation."""
         self.keep = _keeps_no_input(ts.params)
         while True:
             epoch, skip = int(ts.epoch), int(ts.epoch_step)
             epoch_key = None if self.run.key is None else random.fold_in(self.run.key, epoch)
-            epoch_batches = _epoch_batches(self.run, self.x, self.y, epoch, self.gather)
-            for i, (xb, yb) in enumerate(epoch_batches):
-                if i >= skip:
-                    key = None if epoch_key is None else random.fold_in(epoch_key, i)
-                    ts = self.step(ts, xb, yb, key)
-                    yield ts, False
+            batches = enumerate(
+                _epoch_batches(self.run, self.x, self.y, epoch, self.gather, self.outside)
+            )
+            while True:
+                with np.errstate(all="ignore"):
+                    ts, stopped = self._steps(ts, batches, skip, epoch_key, budget)
+                if not stopped:
+                    break
+                yield ts, False
             ts = attrs.evolve(ts, epoch=counter(epoch + 1), epoch_step=counter(0))
             yield ts, True
+
+    def _steps(
+        self,
+        ts: TrainState,
+        batches: Iterator[tuple[int, tuple[Any, Any]]],
+        skip: int,
+        epoch_key: random.Key | None,
+        budget: _Budget,
+    ) -> tuple[TrainState, bool]:
+        """Steps on ``batches`` until a round ends or the budget is spent, ``(state,
+        True)``, or the epoch's batches run out, ``(state, False)``."""
+        for i, (xb, yb) in batches:
+            if i >= skip:
+                key = None if epoch_key is None else random.fold_in(epoch_key, i)
+                ts = self.step(ts, xb, yb, key)
+                if budget.round_ends(ts, False) or budget.done(ts):
+                    return ts, True
+        return ts, False
 
     def step(self, ts: TrainState, xb: Any, yb: Any, key: random.Key | None) -> TrainState:
         epoch, i = int(ts.epoch), int(ts.epoch_step)
         try:
-            with np.errstate(all="ignore"):  # a NaN or inf is caught below, with advice
-                new, value, pred = train_step(
-                    ts, self.run.loss, self.run.optimizer, xb, yb, key=key
-                )
+            new, value, pred = train_step(ts, self.run.loss, self.run.optimizer, xb, yb, key=key)
         except DivergenceError as e:  # an optimizer's moments overflowed
             raise _diverged(epoch, i, f"an update ({e})", self.good or ts) from None
         if not math.isfinite(value):
@@ -371,8 +409,10 @@ class _Loop:
         self.sums["loss"] = self.sums.get("loss", 0.0) + float(value) * n
         if self.run.metrics and fused_loss(ts.params, self.run.loss) is not None:
             pred = ts.params.layers[-1].forward(pred)  # train_step gave the fused loss's input
-        for name, fn in self.run.metrics.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(fn(pred, yb)) * n
+        if self.run.metrics:
+            with np.errstate(**self.outside):  # a metric of yours: in your error state
+                for name, fn in self.run.metrics.items():
+                    self.sums[name] = self.sums.get(name, 0.0) + float(fn(pred, yb)) * n
         self.seen += n
         return new
 
@@ -632,7 +672,7 @@ def _loop(
     since_best, stopped = 0, False
     loop = _Loop(run, x, y)
     start = time.perf_counter()
-    updates = iter(()) if budget.done(ts) else loop.updates(ts)
+    updates = iter(()) if budget.done(ts) else loop.rounds(ts, budget)
     for ts, epoch_end in updates:
         finished = budget.done(ts)
         if not (budget.round_ends(ts, epoch_end) or finished) or (not loop.seen and rows):

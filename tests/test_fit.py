@@ -857,3 +857,25 @@ def test_a_prediction_that_is_a_view_of_the_batch_is_never_written():
                optimizer=fb.optim.sgd(0.1), epochs=1, batch_size=8, key=fb.random.key(3),
                metrics={"keep": keep}, progress=False)  # fmt: skip
         assert len(kept) == 5 and all(np.array_equal(p, copy) for p, copy in kept)
+
+
+def _overflows(*args: Any) -> float:
+    return float(np.float32(3e38) * np.float32(10.0))  # inf, and an overflow signal
+
+
+@pytest.mark.parametrize("where", ["metric", "data"])
+def test_your_metric_and_your_data_run_in_your_numpy_error_state(where):
+    """fit runs its steps with numpy's errors ignored (a NaN is caught after the step);
+    a metric or a data function of yours still sees the error state you set."""
+    x, y = _moons(32)
+
+    def data(epoch: int) -> list:
+        _overflows()
+        return [(x, y)]
+
+    kwargs = {"metrics": {"m": _overflows}} if where == "metric" else {"data": data}
+    xy = (x, y) if where == "metric" else (None, None)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+        _fit(_net(), *xy, epochs=1, key=None, **kwargs)
+    with np.errstate(over="ignore"):
+        _fit(_net(), *xy, epochs=1, key=None, **kwargs)
