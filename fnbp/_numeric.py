@@ -51,8 +51,8 @@ def shifted(x: np.ndarray) -> np.ndarray:
     (``2e31`` in float32): then it is taken quietly and clipped at ``-max``,
     whose ``exp`` is 0 all the same (so a 0 target times it stays 0, not NaN).
     """
-    m = x.max(axis=-1, keepdims=True)
-    if m.size == 0 or m.max() < _SAFE_MAX[x.dtype]:
+    m = np.maximum.reduce(x, axis=-1, keepdims=True)  # x.max(...) in one ufunc call
+    if m.size == 0 or np.maximum.reduce(m, axis=None) < _SAFE_MAX[x.dtype]:
         return np.subtract(x, m)
     with np.errstate(over="ignore", invalid="ignore"):
         s = np.subtract(x, m)

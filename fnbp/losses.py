@@ -90,13 +90,13 @@ class Loss:
 
     def _unit_targets(self, y: np.ndarray) -> None:
         """A ValueError unless the targets are in [0, 1] (NaN and inf included)."""
-        if y.size and not (y.min() >= 0.0 and y.max() <= 1.0):
+        if y.size and not (_lowest(y) >= 0.0 and _highest(y) <= 1.0):
             validation.check_finite(self.name, "the target", y)
             self._unit_interval(y, "targets", "")
 
     def _unit_interval(self, a: np.ndarray, what: str, instead: str) -> None:
         """A ValueError unless ``a`` is in [0, 1] (a NaN is let through: it propagates)."""
-        if a.size and (a.min() < 0.0 or a.max() > 1.0):
+        if a.size and (_lowest(a) < 0.0 or _highest(a) > 1.0):
             raise ValueError(
                 f"{self.name}: {what} must be in [0, 1], got values from {a.min():g} to "
                 f"{a.max():g}{instead}"
@@ -237,7 +237,7 @@ class SoftmaxCrossEntropy(Loss):
         if target.shape == z.shape[:-1]:
             return self._from_labels(z, s, e, total, target)
         y = self._same_shape(z, target)[1]
-        if y.size and not (y.min() >= 0.0 and y.max() < math.inf):
+        if y.size and not (_lowest(y) >= 0.0 and _highest(y) < math.inf):
             validation.check_finite(self.name, "the target", y)
             raise ValueError(f"{self.name}: target probabilities must be >= 0, got {y.min():g}")
         n = z.size // z.shape[-1]
@@ -258,7 +258,7 @@ class SoftmaxCrossEntropy(Loss):
         if self.ignore_label is None:
             n = flat.size
             picked = s.reshape(-1, c)[rows, flat]
-            value = (np.add.reduce(np.log(total), axis=None) - picked.sum()) / n
+            value = (np.add.reduce(np.log(total), axis=None) - np.add.reduce(picked)) / n
             e.reshape(-1, c)[rows, flat] -= 1.0
             e *= 1.0 / n
             return z.dtype.type(value), e
@@ -280,6 +280,9 @@ class SoftmaxCrossEntropy(Loss):
                 f"{self.name}: labels of shape {target.shape} must be integers, got dtype "
                 f"{target.dtype} (one-hot targets must have the logits' shape)"
             )
+        if self.ignore_label is None and target.size:  # two reductions, no masks
+            if _lowest(target) >= 0 and _highest(target) < n_classes:
+                return target
         valid = (target >= 0) & (target < n_classes)
         if self.ignore_label is not None:
             valid |= target == self.ignore_label
@@ -312,3 +315,13 @@ binary_cross_entropy_of_sigmoid = BinaryCrossEntropyOfSigmoid()
 sigmoid_binary_cross_entropy = SigmoidBinaryCrossEntropy()
 softmax_cross_entropy = SoftmaxCrossEntropy()
 mse = MeanSquaredError()
+
+
+def _lowest(a: np.ndarray) -> Any:
+    """``a.min()`` as one ufunc call (NaN if ``a`` holds one); ``a`` is not empty."""
+    return np.minimum.reduce(a, axis=None)
+
+
+def _highest(a: np.ndarray) -> Any:
+    """``a.max()`` as one ufunc call (NaN if ``a`` holds one); ``a`` is not empty."""
+    return np.maximum.reduce(a, axis=None)
