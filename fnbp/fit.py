@@ -32,6 +32,7 @@ from .optim import Optimizer
 from .record import counter
 from .train import Metric, TrainState, batches, fused_loss, train_step
 from .validation import (
+    all_finite,
     check_bool,
     check_callable,
     check_choice,
@@ -433,7 +434,7 @@ def _keeps_no_input(net: Any) -> bool:
 
 
 def _finite_params(ts: TrainState) -> bool:
-    return all(np.isfinite(leaf).all() for leaf in tree.leaves(ts.params))
+    return all(all_finite(leaf) for leaf in tree.leaves(ts.params))
 
 
 def _progress(enabled: bool | str, total: int | None) -> Any:

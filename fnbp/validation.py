@@ -61,6 +61,8 @@ __all__ = [
     "FLOATS",
     "fail",
     "check_real",
+    "all_finite",
+    "FINITE_BLOCK",
     "check_int",
     "check_bool",
     "check_choice",
@@ -280,13 +282,34 @@ def check_dims(owner: str, name: str, value: Any, *, low: int = 0, min_ndim: int
 
 def check_finite(owner: str, name: str, a: np.ndarray) -> np.ndarray:
     """``a`` itself if it holds no NaN or inf, else a ValueError saying where the first is."""
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if a.dtype.kind == "f" and not all_finite(a):
         first = np.unravel_index(int(np.flatnonzero(~np.isfinite(a))[0]), a.shape)
         raise ValueError(
             f"{owner}: {name} must be finite, got {a[first]} at index "
             f"{tuple(int(i) for i in first)} (clean or drop those samples first)"
         )
     return a
+
+
+FINITE_BLOCK = 1 << 18
+"""Elements :func:`all_finite` checks at a time (a 256 KiB mask, kept in cache)."""
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every element of the float array ``a`` is finite, read in blocks of rows
+    of about :data:`FINITE_BLOCK` elements: no mask as large as ``a`` (a quarter of
+    its size in float32) is made, and the check stops at the first block with a NaN
+    or inf."""
+    if a.ndim == 0 or a.size <= FINITE_BLOCK:
+        return bool(np.logical_and.reduce(np.isfinite(a), axis=None))
+    rows = max(1, FINITE_BLOCK // (a.size // len(a)))
+    mask = np.empty((min(rows, len(a)), *a.shape[1:]), dtype=bool)
+    for start in range(0, len(a), rows):
+        block = a[start : start + rows]
+        part = mask[: len(block)]
+        if not np.logical_and.reduce(np.isfinite(block, out=part), axis=None):
+            return False
+    return True
 
 
 def check_size(owner: str, what: str, n: int) -> int:

@@ -127,3 +127,27 @@ def test_a_real_number_must_be_one_float32_can_hold(value):
         v.check_real("LayerNorm", "eps", value)
     assert v.check_real("LayerNorm", "eps", 3e38) == 3e38
     assert v.check_real("LayerNorm", "eps", 0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.zeros(v.FINITE_BLOCK * 3 + 7, np.float32),
+        lambda: np.zeros((1000, 700)),
+        lambda: np.zeros((700, 1000)).T,  # not contiguous
+        lambda: np.zeros((3, v.FINITE_BLOCK + 1), np.float32),  # rows above a block
+        lambda: np.zeros((5, 3)),
+        lambda: np.array(0.0),
+    ],
+)
+def test_all_finite_checks_every_element_block_by_block(make):
+    a = make()
+    a.flags.writeable = False
+    assert v.all_finite(a)
+    for where in (0, a.size // 2, a.size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            b = np.array(a)  # keeps a's memory order: the transposed case stays strided
+            b.flat[where] = bad
+            assert not v.all_finite(b)
+            with pytest.raises(ValueError, match=r"x must be finite"):
+                v.check_finite("fit", "x", b)
