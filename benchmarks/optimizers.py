@@ -22,15 +22,15 @@ Contenders per optimizer, all interleaved round by round:
 
 * ``floor``: what any step pays that keeps fnbp's contract and does no
   arithmetic at all -- pairing params with grads (one structure, checked) and
-  building new records around arrays: ``fb.tree.paired_leaves(params, grads)``
-  then ``fb.tree.unflatten`` (pair + rebuild, as ``fb.optim.step`` does) and
-  ``fb.tree.unflatten(params, leaves)`` alone (rebuild),
-  timed as contenders of their own. An optimizer whose state holds ``k - 1``
-  moment trees returns ``k`` new trees shaped like the params, so its *contract
-  bound* is ``(pair + rebuild * (k - 1) + hand, flat) / hand``, paired per round:
-  the ratio a step would reach if everything but the unavoidable record building
-  were as cheap as the flat hand-written math. A bound above the goal means the goal
-  cannot be met on this network without giving up immutable records.
+  building new records around arrays, done the cheapest way fnbp knows, the way
+  its steps do it: the reader written for the tree's structure, then its builder
+  (pair + rebuild), and the builder alone (rebuild), timed as contenders of their
+  own. An optimizer whose state holds ``k - 1`` moment trees returns ``k`` new
+  trees shaped like the params, so its *contract bound* is ``(pair + rebuild *
+  (k - 1) + hand, flat) / hand``, paired per round: the ratio a step would reach
+  if everything but the record building were as cheap as the flat hand-written
+  math. A bound above the goal means the goal cannot be met on this network
+  without giving up immutable records (or building them faster than fnbp can).
 
 Before timing, a few steps with varying grads must give the same params in all
 three (to float32 rounding), or the script stops.
@@ -48,6 +48,7 @@ import _harness as harness
 import numpy as np
 
 import fnbp as fb
+from fnbp.optim import _built  # the floor: fnbp's own readers and builders
 
 SIZES = (40, 100, 100, 10)
 GOAL = 1.5  # fnbp / hand, per step
@@ -403,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = {c: us[f"floor | {c}"] for c in ("pair", "rebuild")}
     print(
         f"\nFloor per step: pair + rebuild {harness.fmt_us(floor['pair'])} us, "
-        f"rebuild alone (fb.tree.unflatten) {harness.fmt_us(floor['rebuild'])} us."
+        f"rebuild alone {harness.fmt_us(floor['rebuild'])} us (fnbp's readers and builders)."
     )
     harness.end_report(args.json, {"steps_per_repeat": steps, "times": times, "summary": summary})
     return 0
@@ -429,19 +430,23 @@ def returned_trees(opt: fb.optim.Optimizer, params: Any) -> int:
 
 
 def make_floor(net0: Any, grads: Any, steps: int, *, pair: bool) -> Callable[[], None]:
-    """``steps`` times the record work of a step without its arithmetic: with ``pair``,
-    the leaves of params and grads paired (structure checked) and the params rebuilt
-    around theirs, else only the rebuild (``fb.tree.unflatten``)."""
+    """``steps`` times the record work of a step without its arithmetic, done the way
+    fnbp's steps do it (``fnbp.optim._built``: the reader written for the tree's
+    structure pairs, the builder rebuilds, and the new tree is remembered): with
+    ``pair``, the leaves of params and grads paired (structure, shapes and dtypes
+    checked) and the params rebuilt around theirs, else only the rebuild."""
     leaves = fb.tree.leaves(net0)
+    first = _built.rebuilt(net0, leaves)  # a tree a step built: it has its reader
 
     def run() -> None:
-        params = net0
+        params = first
         for _ in range(steps):
             if pair:
-                p, _ = fb.tree.paired_leaves(params, grads)
-                params = fb.tree.unflatten(params, p)
+                paired = _built.paired(params, grads)
+                assert paired is not None, "the floor must take fnbp's own path"
+                params = _built.rebuilt(params, paired[0])
             else:
-                params = fb.tree.unflatten(params, leaves)
+                params = _built.rebuilt(params, leaves)
 
     return run
 
