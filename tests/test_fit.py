@@ -879,3 +879,29 @@ def test_your_metric_and_your_data_run_in_your_numpy_error_state(where):
         _fit(_net(), *xy, epochs=1, key=None, **kwargs)
     with np.errstate(over="ignore"):
         _fit(_net(), *xy, epochs=1, key=None, **kwargs)
+
+
+def test_rounds_of_eval_every_steps_across_epochs_are_the_loop_you_could_write():
+    """``steps=12, eval_every=3`` on 5 batches an epoch: rows at steps 3, 6, 9, 12, each
+    the mean over its own 3 steps (rounds cross the epoch ends), and the same params
+    as the documented loop, keys per step included."""
+    x, y = _moons(40)
+    net, key, opt = _net(), fb.random.key(4), fb.optim.sgd(0.1)
+    params, h = _fit(net, x, y, optimizer=opt, batch_size=8, key=key, epochs=None, steps=12,
+                     eval_every=3)  # fmt: skip
+    assert [row["step"] for row in h.rows] == [3, 6, 9, 12]
+    ts = h.train_state
+    assert (int(ts.step), int(ts.epoch), int(ts.epoch_step)) == (12, 2, 2)
+
+    hand, values = fb.TrainState.create(net, opt), []
+    for epoch in range(3):
+        epoch_key = fb.random.fold_in(key, epoch)
+        for i, idx in enumerate(fb.batches(epoch_key, len(x), 8)):
+            if len(values) < 12:
+                hand, value, _ = fb.train_step(
+                    hand, BCE_LOGITS, opt, x[idx], y[idx], key=fb.random.fold_in(epoch_key, i)
+                )
+                values.append(float(value))
+    _assert_trees_equal(params, hand.params)
+    means = [sum(values[k : k + 3]) / 3 for k in range(0, 12, 3)]
+    assert h.train_loss == pytest.approx(means, rel=1e-12)
