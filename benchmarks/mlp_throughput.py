@@ -22,6 +22,12 @@ Contenders, measured in the same process and interleaved round by round:
   ``fb.optim.step`` with the grads handed over, and its ``TrainState`` (what
   ``fit`` loops over).
 * ``fnbp vag + update``: ``fb.value_and_grad`` + ``fb.update``.
+* ``fnbp layers, bare``: the network's own Dense and ReLU records, their ``vjp``
+  and pullbacks called one after another by hand in the thread's workspace, as
+  ``train_step`` runs them (handing arrays over), then SGD written into the
+  grads' arrays: no ``Serial``, ``train_step`` or optimizer around them. What a
+  step compiled once around today's layer code could reach at most (a
+  measurement, not a way to train).
 * ``notebook``: the teaching notebook's classes (Dense, ReLU, a Network that
   stores every layer input) with a softmax cross-entropy and correct
   gradients, updating weights in place. Like the notebook, every Dense
@@ -71,6 +77,7 @@ import numpy as np
 from numpy_limit import CHOICES, Choice, NumpyLimit, choose
 
 import fnbp as fb
+from fnbp import workspace
 
 try:
     import resource
@@ -136,6 +143,36 @@ def fnbp_train_step(ts: fb.TrainState, x: np.ndarray, y: np.ndarray) -> tuple[fb
     return ts, loss
 
 
+def fnbp_bare_step(layers: tuple, x: np.ndarray, y: np.ndarray) -> tuple[tuple, float]:
+    """The layers of an ``fb.mlp`` (Dense, ReLU, Dense, ReLU, Dense, Identity) called bare:
+    each ``vjp`` and pullback as ``Serial`` would inside ``train_step``, in the workspace,
+    then ``W - lr * g_W`` into the grads' own arrays. The same bits as fnbp's step."""
+    d0, r1, d2, r3, d4, last = layers
+    token = workspace.activate()
+    try:
+        h, pb0 = d0.vjp(x, False)
+        h, pb1 = r1.vjp(h, True, own=True)
+        h, pb2 = d2.vjp(h, True)
+        h, pb3 = r3.vjp(h, True, own=True)
+        z, pb4 = d4.vjp(h, True)
+        loss, g = fb.softmax_cross_entropy.value_and_grad(z, y)
+        g, g4 = pb4(g)
+        g, _ = pb3(g, own=True)
+        g, g2 = pb2(g)
+        g, _ = pb1(g, own=True)
+        _, g0 = pb0(g)
+    finally:
+        workspace.deactivate(token)
+    new = []
+    for layer, grads in ((d0, g0), (d2, g2), (d4, g4)):
+        for p, u in ((layer.W, grads.W), (layer.b, grads.b)):
+            u.flags.writeable = True  # the pullback's own new array, seen by no one else
+            np.multiply(u, -LR, out=u)
+            np.add(p, u, out=u)
+        new.append(fb.Dense(fb.frozen(grads.W), fb.frozen(grads.b)))
+    return (new[0], r1, new[1], r3, new[2], last), float(loss)
+
+
 def fnbp_update_step(net: fb.Serial, x: np.ndarray, y: np.ndarray) -> tuple[fb.Serial, float]:
     """The same with plain ``fb.update``: ``value_and_grad`` + ``update``."""
     loss, grads = fb.value_and_grad(net, fb.softmax_cross_entropy, x, y)
@@ -178,6 +215,18 @@ def make_fnbp_step(net0: fb.Serial, batches: Batches) -> Epoch:
         for x, y in batches:
             ts, _ = fnbp_train_step(ts, x, y)
         state[0] = ts
+
+    return epoch
+
+
+def make_fnbp_bare(net0: fb.Serial, batches: Batches) -> Epoch:
+    state = [net0.layers]
+
+    def epoch() -> None:
+        layers = state[0]
+        for x, y in batches:
+            layers, _ = fnbp_bare_step(layers, x, y)
+        state[0] = layers
 
     return epoch
 
@@ -423,6 +472,11 @@ def check_trajectory(
         net, loss = fnbp_update_step(net, x, t)
         losses.append(float(loss))
     runs["fnbp vag + update"] = fnbp_params(net), losses
+    layers, losses = net0.layers, []
+    for x, t in mb:
+        layers, loss = fnbp_bare_step(layers, x, t)
+        losses.append(loss)
+    runs["fnbp layers, bare"] = fnbp_params(fb.Serial(layers)), losses
     for name, fold in (("numpy limit", False), ("numpy limit, lr folded", True)):
         limit = NumpyLimit(fnbp_params(net0), LR, fold_lr=fold, choices={batch: choice})
         runs[name] = limit.params(), [limit.step(x, t) for x, t in mb]
@@ -462,12 +516,13 @@ ROW_ORDER = (
     "fnbp fit",
     "fnbp step",
     "fnbp vag + update",
+    "fnbp layers, bare",
     "notebook",
     "matmul bound",
     "sklearn MLPClassifier",
     "torch",
 )
-FAULT_ROWS = ROW_ORDER[:6]
+FAULT_ROWS = tuple(r for r in ROW_ORDER[:7] if r != "fnbp layers, bare")
 
 
 def build(
@@ -490,6 +545,7 @@ def build(
         "fnbp fit": lambda: make_fnbp_fit(net0, X[:n], y[:n], batch),
         "fnbp step": lambda: make_fnbp_step(net0, batches),
         "fnbp vag + update": lambda: make_fnbp_update(net0, batches),
+        "fnbp layers, bare": lambda: make_fnbp_bare(net0, batches),
         "notebook": lambda: make_notebook(net0, batches),
         "matmul bound": lambda: make_bound(net0, batches),
     }
