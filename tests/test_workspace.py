@@ -265,3 +265,26 @@ def test_dot_multiplies_two_matrices_that_chain():
         fb.workspace.dot(np.ones(3), b)
     with pytest.raises(fb.ShapeError, match=r"workspace.dot: a \(2, 3\) and b \(2, 2\)"):
         fb.workspace.dot(a, np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"workspace.dot: a and b must be two 2-D arrays"):
+        fb.workspace.dot([[1.0, 2.0]], np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inside", [False, True])
+def test_dot_gives_the_bits_of_numpy_dot_for_every_layout(dtype, inside):
+    """Contiguous and transposed operands go through np.matmul, any other layout through
+    np.dot: the same bits as ``a.dot(b)`` for all of them, in a step and out of one."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 200)).astype(dtype)
+    b = rng.normal(size=(200, 100)).astype(dtype)
+    layouts = {
+        "contiguous": (a, b),
+        "transposed left": (np.ascontiguousarray(a.T).T, b),
+        "transposed right": (a, np.ascontiguousarray(b.T).T),
+        "strided": (a[:, ::2], b[::2]),
+        "sliced rows": (a[::3], b),
+        "a subclass": (a.view(np.memmap), b),
+    }
+    with workspace.kept() if inside else contextlib.nullcontext():
+        for name, (x, y) in layouts.items():
+            assert np.array_equal(fb.workspace.dot(x, y), x.dot(y)), name
