@@ -207,38 +207,17 @@ def fnbp_params(net: fb.Serial) -> Params:
     return [(layer.W, layer.b) for layer in net.layers if isinstance(layer, fb.Dense)]
 
 
-def make_fnbp_step(net0: fb.Serial, batches: Batches) -> Epoch:
-    state = [fb.TrainState.create(net0, SGD)]
+def make_loop(start: Any, step: Callable[[Any, np.ndarray, np.ndarray], tuple[Any, float]],
+              batches: Batches) -> Epoch:  # fmt: skip
+    """An epoch of ``step(state, x, y) -> (state, loss)`` over ``batches``, each epoch
+    going on from the state the last one ended in (``start`` first)."""
+    state = [start]
 
     def epoch() -> None:
-        ts = state[0]
+        s = state[0]
         for x, y in batches:
-            ts, _ = fnbp_train_step(ts, x, y)
-        state[0] = ts
-
-    return epoch
-
-
-def make_fnbp_bare(net0: fb.Serial, batches: Batches) -> Epoch:
-    state = [net0.layers]
-
-    def epoch() -> None:
-        layers = state[0]
-        for x, y in batches:
-            layers, _ = fnbp_bare_step(layers, x, y)
-        state[0] = layers
-
-    return epoch
-
-
-def make_fnbp_update(net0: fb.Serial, batches: Batches) -> Epoch:
-    state = [net0]
-
-    def epoch() -> None:
-        net = state[0]
-        for x, y in batches:
-            net, _ = fnbp_update_step(net, x, y)
-        state[0] = net
+            s, _ = step(s, x, y)
+        state[0] = s
 
     return epoch
 
@@ -543,9 +522,9 @@ def build(
         LIMIT: lambda: make_limit(net0, batches, choice, fold_lr=False),
         "numpy limit, lr folded": lambda: make_limit(net0, batches, choice, fold_lr=True),
         "fnbp fit": lambda: make_fnbp_fit(net0, X[:n], y[:n], batch),
-        "fnbp step": lambda: make_fnbp_step(net0, batches),
-        "fnbp vag + update": lambda: make_fnbp_update(net0, batches),
-        "fnbp layers, bare": lambda: make_fnbp_bare(net0, batches),
+        "fnbp step": lambda: make_loop(fb.TrainState.create(net0, SGD), fnbp_train_step, batches),
+        "fnbp vag + update": lambda: make_loop(net0, fnbp_update_step, batches),
+        "fnbp layers, bare": lambda: make_loop(net0.layers, fnbp_bare_step, batches),
         "notebook": lambda: make_notebook(net0, batches),
         "matmul bound": lambda: make_bound(net0, batches),
     }

@@ -172,7 +172,7 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             shape = (a.shape[0], b.shape[1])
             small = shape[0] * shape[1] * dtype.itemsize < MIN_BYTES
             y = product(a, b) if small else product(a, b, out=scratch(shape, dtype))
-    except (AttributeError, IndexError, TypeError, ValueError):  # numpy's words: ours
+    except (IndexError, TypeError, ValueError):  # numpy's words: ours
         _check_pair(a, b)
         raise
     if y.ndim != 2:  # a vector went in: this is the product of two matrices only
