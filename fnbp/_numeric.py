@@ -94,12 +94,13 @@ def softplus(x: np.ndarray) -> np.ndarray:
     return t
 
 
-_ROW = 256
+BLOCK = 1 << 16
+"""Elements per block of :func:`relu`'s float32 loop (256 KiB: the zeros stay in cache)."""
 
 
 @functools.lru_cache(maxsize=8)
-def _zero_row(dtype: np.dtype) -> np.ndarray:
-    zeros = np.zeros(_ROW, dtype)
+def _zero_block(dtype: np.dtype) -> np.ndarray:
+    zeros = np.zeros(BLOCK, dtype)
     zeros.setflags(write=False)
     return zeros
 
@@ -107,19 +108,23 @@ def _zero_row(dtype: np.dtype) -> np.ndarray:
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``max(x, 0)`` in a new array of ``x``'s dtype, or in ``out`` (``x`` itself may be it).
 
-    numpy 2.4 takes ``maximum`` of a float32 array and a scalar in a slow
-    loop; against a row of zeros it takes the vectorised one, about twice as
-    fast (140 vs 77 us at 1024x256 on the benchmark machine). So a contiguous
-    float32 array is viewed as rows of 256; float64 is faster as it is.
+    numpy 2.4 takes ``maximum`` of a float32 array and a scalar, or a broadcast
+    row of zeros, in a loop about half as fast as the one it takes for two arrays
+    of one shape (at 1024x256 on the benchmark machine: 68 us against 36; at
+    32x256, 4.3 against 2.3). So a contiguous float32 array is taken in flat
+    blocks of :data:`BLOCK` elements against one kept block of zeros. The same
+    maximum of the same numbers: the same bits. float64 is as fast as it is.
     """
-    rows = x.dtype == np.float32 and x.size % _ROW == 0 and x.size and x.flags.c_contiguous
+    blocks = x.dtype == np.float32 and x.flags.c_contiguous and x.ndim
+    if blocks and (out is None or out.flags.c_contiguous):
+        y = np.empty(x.shape, x.dtype) if out is None else out
+        flat, into, zeros = x.reshape(-1), y.reshape(-1), _zero_block(x.dtype)
+        for i in range(0, flat.size, BLOCK):
+            part = flat[i : i + BLOCK]
+            np.maximum(part, zeros[: part.size], out=into[i : i + BLOCK])
+        return y
     if out is not None:
-        if rows and out.flags.c_contiguous:
-            np.maximum(x.reshape(-1, _ROW), _zero_row(x.dtype), out=out.reshape(-1, _ROW))
-            return out
         return np.maximum(x, 0.0, out=out)
-    if rows:
-        return np.maximum(x.reshape(-1, _ROW), _zero_row(x.dtype)).reshape(x.shape)
     return np.maximum(x, 0.0, dtype=x.dtype)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fnbp._numeric import exp_cut, exp_cutoff, ones, row_sums
+from fnbp._numeric import BLOCK, exp_cut, exp_cutoff, ones, relu, row_sums
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -48,3 +48,34 @@ def test_ones_is_cached_and_read_only():
     v = ones(7, np.dtype(np.float32))
     assert v is ones(7, np.dtype(np.float32))
     assert v.dtype == np.float32 and not v.flags.writeable and (v == 1).all()
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_is_maximum_with_zero_bit_for_bit(size, dtype):
+    """Across the float32 blocks and their tail: NaN, infinities and signed zeros too."""
+    a = np.random.default_rng(size).standard_normal(size).astype(dtype) * 1e3
+    a[::7] = -0.0
+    a[1::11], a[2::13], a[3::17] = np.nan, np.inf, -np.inf
+    a = a.reshape(1, size) if size % 2 else a.reshape(-1, 2) if size else a.reshape(0, 3)
+    a.setflags(write=False)
+    want = np.maximum(a, 0.0)
+    with np.errstate(all="raise"):
+        new = relu(a)
+        into = np.array(a)
+        same = relu(into, out=into)
+    for got in (new, same):
+        assert got.dtype == dtype and got.shape == a.shape
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8))  # the same bits
+    assert same is into and new is not a
+
+
+@pytest.mark.parametrize("layout", ["strided", "fortran", "0-d"])
+def test_relu_of_other_layouts_is_maximum_with_zero(layout):
+    base = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+    a = {"strided": base[:, ::2], "fortran": np.asfortranarray(base), "0-d": base[0, 0]}[layout]
+    a = np.asarray(a)
+    want = np.maximum(a, 0.0)
+    assert np.array_equal(relu(a), want)
+    out = np.empty_like(a)
+    assert relu(a, out=out) is out and np.array_equal(out, want)
